@@ -1,0 +1,236 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file. Secrets are not part of the YAML:
+// the *_file keys name files, and environment variables override them
+// (see [Secrets]).
+type Config struct {
+	Webhook   Webhook   `yaml:"webhook"`
+	Policy    Policy    `yaml:"policy"`
+	Metrics   Metrics   `yaml:"metrics"`
+	NATS      NATS      `yaml:"nats"`
+	GitHub    GitHub    `yaml:"github"`
+	LXD       LXD       `yaml:"lxd"`
+	Reconcile Reconcile `yaml:"reconcile"`
+	Pools     []Pool    `yaml:"pools"`
+
+	// Secrets are filled by Load from the *_file keys and the environment.
+	Secrets Secrets `yaml:"-"`
+}
+
+// Webhook configures the GitHub webhook receiver.
+type Webhook struct {
+	Listen string `yaml:"listen"` // default ":8080"
+	Path   string `yaml:"path"`   // default "/webhook"
+	// SecretFile holds the webhook secret. It may hold several secrets, one
+	// per line: a delivery signed with any of them is accepted, which is how
+	// a secret is rotated without downtime. EPHEMERA_WEBHOOK_SECRET
+	// overrides it (one secret).
+	SecretFile string `yaml:"secret_file"`
+	MaxBody    Size   `yaml:"max_body"` // default 1MiB
+	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
+	// delivery is answered 503. Default 5s, well under GitHub's 10 s.
+	PublishTimeout Duration `yaml:"publish_timeout"`
+}
+
+// Policy configures the pre-job compliance service.
+type Policy struct {
+	Listen string `yaml:"listen"` // default ":8081"
+	// AdminTokenFile holds the operator token; EPHEMERA_POLICY_ADMIN_TOKEN
+	// overrides it.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// URL is the policy service's address as runners reach it.
+	URL string `yaml:"url"`
+	// TokenTTL is how long a one-time token stays valid. Default:
+	// reconcile.bootstrap_timeout plus one hour.
+	TokenTTL Duration `yaml:"token_ttl"`
+	// AuthorizationPhrase starts the PR comment that authorizes a fork's
+	// commit to run. Default "/ephemera run-workflows".
+	AuthorizationPhrase string `yaml:"authorization_phrase"`
+	// DefaultDisallowFork enables disallow_fork in the default policy.
+	DefaultDisallowFork bool `yaml:"default_disallow_fork"`
+	// CacheTTL is how long a GitHub answer is served without asking again.
+	// Default 30s.
+	CacheTTL Duration `yaml:"cache_ttl"`
+	// GitHubTimeout bounds each GitHub request. Default 10s.
+	GitHubTimeout Duration `yaml:"github_timeout"`
+}
+
+// Metrics configures the Prometheus listener.
+type Metrics struct {
+	Listen string `yaml:"listen"` // default "127.0.0.1:9090"
+}
+
+// NATS configures the message bus.
+type NATS struct {
+	// URL of an external NATS cluster (comma-separated servers). Empty:
+	// `ephemera serve` embeds a server. Required for single components.
+	URL string `yaml:"url"`
+	// CredsFile is a NATS credentials file for the external cluster.
+	CredsFile string `yaml:"creds_file"`
+	// StoreDir is where the embedded server keeps JetStream's files.
+	// Default /var/lib/ephemera/nats.
+	StoreDir string `yaml:"store_dir"`
+	// Listen exposes the embedded server on host:port. Empty: in-process only.
+	Listen string `yaml:"listen"`
+	// DuplicateWindow is how long a delivery id is remembered. Default 1h.
+	DuplicateWindow Duration `yaml:"duplicate_window"`
+	// Replicas of the stream and KV buckets: 1, or 3 on a cluster. Default 1.
+	Replicas int `yaml:"replicas"`
+}
+
+// GitHub configures the GitHub API client and where runners register.
+type GitHub struct {
+	// APIURL is the REST base URL, used as it is. Default
+	// https://api.github.com/; GitHub Enterprise Server: https://HOST/api/v3/.
+	APIURL         string `yaml:"api_url"`
+	AppID          int64  `yaml:"app_id"`
+	PrivateKeyFile string `yaml:"private_key_file"` // EPHEMERA_GITHUB_PRIVATE_KEY overrides
+	// InstallationID is optional: it is taken from the webhook payload
+	// when absent.
+	InstallationID int64 `yaml:"installation_id"`
+	// TokenFile holds a token used instead of the App, for small setups;
+	// EPHEMERA_GITHUB_TOKEN overrides it.
+	TokenFile string `yaml:"token_file"`
+	// Org or Repo ("owner/name"): where runners are registered. One of them.
+	Org           string `yaml:"org"`
+	Repo          string `yaml:"repo"`
+	RunnerGroupID int64  `yaml:"runner_group_id"` // default 1 (for org runners)
+}
+
+// LXD configures the connection to LXD.
+type LXD struct {
+	// Socket is the local unix socket. Empty: the snap's path, then Debian's.
+	Socket string `yaml:"socket"`
+	// URL of a remote LXD (or cluster) over HTTPS, instead of the socket.
+	URL        string `yaml:"url"`
+	ClientCert string `yaml:"client_cert"` // files, with url
+	ClientKey  string `yaml:"client_key"`
+	ServerCert string `yaml:"server_cert"`
+	Project    string `yaml:"project"` // default "default"
+}
+
+// Reconcile configures the reconciler.
+type Reconcile struct {
+	Interval         Duration `yaml:"interval"`          // default 30s
+	BootstrapTimeout Duration `yaml:"bootstrap_timeout"` // default 10m
+	IdleGrace        Duration `yaml:"idle_grace"`        // default 2m
+}
+
+// Pool is a set of identical runners.
+type Pool struct {
+	// Name: 1-30 characters of [a-z0-9-], starting and ending with a
+	// letter or digit. It appears in instance names and NATS subjects.
+	Name   string   `yaml:"name"`
+	Labels []string `yaml:"labels"`
+	// InstanceType is "virtual-machine" (default) or "container".
+	InstanceType string `yaml:"instance_type"`
+	Image        string `yaml:"image"` // alias or fingerprint; required
+	CPU          int    `yaml:"cpu"`    // default 2
+	Memory       Size   `yaml:"memory"` // default 4GiB
+	Disk         Size   `yaml:"disk"`   // default 20GiB
+	MinIdle      int    `yaml:"min_idle"`
+	Max          int    `yaml:"max"`      // required, ≥ 1 and ≥ min_idle
+	Profiles     []string `yaml:"profiles"` // default [default]
+	// Target places this pool's instances on one LXD cluster member.
+	Target string `yaml:"target"`
+	// UserData is a cloud-config snippet merged after ephemera's own.
+	UserData string `yaml:"user_data"`
+}
+
+// Secrets are the credentials Load read from files or the environment.
+type Secrets struct {
+	// WebhookSecrets are every accepted webhook secret, newest first.
+	WebhookSecrets   []Secret
+	PolicyAdminToken Secret
+	GitHubPrivateKey Secret
+	GitHubToken      Secret
+}
+
+// Environment variables that override the *_file keys.
+const (
+	EnvWebhookSecret    = "EPHEMERA_WEBHOOK_SECRET"
+	EnvPolicyAdminToken = "EPHEMERA_POLICY_ADMIN_TOKEN"
+	EnvGitHubPrivateKey = "EPHEMERA_GITHUB_PRIVATE_KEY"
+	EnvGitHubToken      = "EPHEMERA_GITHUB_TOKEN"
+)
+
+// Instance types a pool may use.
+const (
+	InstanceVM        = "virtual-machine"
+	InstanceContainer = "container"
+)
+
+// Default returns the configuration every file starts from.
+func Default() Config {
+	return Config{
+		Webhook: Webhook{
+			Listen:         ":8080",
+			Path:           "/webhook",
+			MaxBody:        1 << 20,
+			PublishTimeout: Duration(5 * time.Second),
+		},
+		Policy: Policy{
+			Listen:              ":8081",
+			AuthorizationPhrase: "/ephemera run-workflows",
+			CacheTTL:            Duration(30 * time.Second),
+			GitHubTimeout:       Duration(10 * time.Second),
+		},
+		Metrics: Metrics{Listen: "127.0.0.1:9090"},
+		NATS: NATS{
+			StoreDir:        "/var/lib/ephemera/nats",
+			DuplicateWindow: Duration(time.Hour),
+			Replicas:        1,
+		},
+		GitHub: GitHub{
+			APIURL:        "https://api.github.com/",
+			RunnerGroupID: 1,
+		},
+		LXD: LXD{Project: "default"},
+		Reconcile: Reconcile{
+			Interval:         Duration(30 * time.Second),
+			BootstrapTimeout: Duration(10 * time.Minute),
+			IdleGrace:        Duration(2 * time.Minute),
+		},
+	}
+}
+
+// defaultPool fills a pool's optional fields.
+func defaultPool(p *Pool) {
+	if p.InstanceType == "" {
+		p.InstanceType = InstanceVM
+	}
+	if p.CPU == 0 {
+		p.CPU = 2
+	}
+	if p.Memory == 0 {
+		p.Memory = 4 << 30
+	}
+	if p.Disk == 0 {
+		p.Disk = 20 << 30
+	}
+	if p.Profiles == nil {
+		p.Profiles = []string{"default"}
+	}
+}
+
+// TokenTTL returns policy.token_ttl, or its default.
+func (c *Config) TokenTTL() time.Duration {
+	if c.Policy.TokenTTL > 0 {
+		return c.Policy.TokenTTL.D()
+	}
+	return c.Reconcile.BootstrapTimeout.D() + time.Hour
+}
+
+// Pool returns the pool named name.
+func (c *Config) Pool(name string) (Pool, bool) {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Pool{}, false
+}

@@ -1,0 +1,26 @@
+// Package logkey names the structured log fields every component uses, so
+// that one query finds a delivery, a job or a runner across all of them.
+package logkey
+
+// Log field names.
+const (
+	Component = "component"
+	Delivery  = "delivery"
+	Event     = "event"
+	Action    = "action"
+	Job       = "job_id"
+	Run       = "run_id"
+	Repo      = "repo"
+	Pool      = "pool"
+	Runner    = "runner"
+	RunnerID  = "runner_id"
+	Instance  = "instance"
+	Outcome   = "outcome"
+	Reason    = "reason"
+	Duration  = "duration"
+	Status    = "status"
+	Method    = "method"
+	Path      = "path"
+	Op        = "op"
+	Check     = "check"
+)
