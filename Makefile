@@ -1,0 +1,49 @@
+# ephemera — `make help` lists the targets.
+
+SHELL   := /bin/bash
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin/ephemera
+PKGS    := ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/ephemera with the version stamped in.
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ephemera
+
+.PHONY: vet
+vet: ## go vet every package.
+	$(GO) vet $(PKGS)
+
+.PHONY: fmtcheck
+fmtcheck: ## Fail when a Go file is not gofmt-formatted.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: test
+test: vet ## vet, then every test with the race detector (LXD tests skip when LXD is absent).
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+.PHONY: bench
+bench: ## Run every benchmark once and print its figures.
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m $(PKGS)
+
+.PHONY: lxd-dev
+lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, Debian; idempotent).
+	bash deploy/lxd/setup.sh
+
+.PHONY: run
+run: build ## Start `ephemera serve` with deploy/config.dev.yaml (dev secrets under .dev/).
+	bash deploy/dev/run.sh $(BIN)
+
+.PHONY: check
+check: fmtcheck test ## What CI runs: gofmt check, vet, race tests.
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf bin .dev
