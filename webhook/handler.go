@@ -333,4 +333,3 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
 }
-
