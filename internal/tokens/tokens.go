@@ -1,0 +1,158 @@
+// Package tokens is the store of one-time tokens the policy service accepts
+// from runners: minted for a runner by the scaler (or by an operator),
+// bound to the runner's name, valid for a TTL, and consumed atomically by
+// the first request that presents one. The store is a JetStream key-value
+// bucket, so every policy replica sees the same tokens and tokens survive
+// restarts. Only the SHA-256 of a token is stored: a dump of the bucket
+// reveals no usable token.
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
+)
+
+// Bucket is the key-value bucket holding the tokens.
+const Bucket = "ephemera_tokens"
+
+// Len is the length of a token: 64 lowercase hexadecimal characters.
+const Len = 64
+
+// ErrUnknownToken is returned by Consume for a token that was never minted,
+// was already consumed, or has expired.
+var ErrUnknownToken = errors.New("unknown, used or expired one-time token")
+
+// Config configures a Store.
+type Config struct {
+	// Bus holds the JetStream connection; required.
+	Bus *bus.Bus
+	// TTL is how long a token stays valid; required (policy.token_ttl,
+	// by default reconcile.bootstrap_timeout plus an hour).
+	TTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store mints and consumes one-time tokens.
+type Store struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+	now func() time.Time
+}
+
+// record is what the bucket holds under a token's hash.
+type record struct {
+	Runner  string    `json:"runner"`
+	Expires time.Time `json:"expires"`
+}
+
+// New checks cfg and creates the bucket, or updates its TTL, idempotently.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	switch {
+	case cfg.Bus == nil:
+		return nil, errors.New("tokens: Bus is required")
+	case cfg.TTL <= 0:
+		return nil, errors.New("tokens: TTL must be greater than zero")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	kv, err := cfg.Bus.KeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "one-time tokens of the policy service, keyed by their SHA-256",
+		History:     1,
+		// The bucket forgets a token some time after it expired; the
+		// record's own expiry is what Consume enforces.
+		TTL: cfg.TTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	return &Store{kv: kv, ttl: cfg.TTL, now: cfg.Now}, nil
+}
+
+// Mint creates a token bound to runnerName and valid for the TTL.
+func (s *Store) Mint(ctx context.Context, runnerName string) (string, error) {
+	if runnerName == "" {
+		return "", errors.New("mint token: runner name is empty")
+	}
+	raw := make([]byte, Len/2)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	token := hex.EncodeToString(raw)
+	val, err := json.Marshal(record{Runner: runnerName, Expires: s.now().Add(s.ttl).UTC()})
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	if _, err := s.kv.Create(ctx, key(token), val); err != nil {
+		return "", fmt.Errorf("mint token for %s: %w", runnerName, err)
+	}
+	return token, nil
+}
+
+// Consume accepts token once: it returns the runner the token was minted
+// for and deletes it, so that of any number of concurrent callers, on any
+// number of replicas, exactly one succeeds. Every other caller, and any
+// caller with an unknown or expired token, gets ErrUnknownToken. Other
+// errors mean the store could not be asked.
+func (s *Store) Consume(ctx context.Context, token string) (string, error) {
+	if !WellFormed(token) {
+		return "", ErrUnknownToken
+	}
+	k := key(token)
+	e, err := s.kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", ErrUnknownToken
+	}
+	if err != nil {
+		return "", fmt.Errorf("consume token: %w", err)
+	}
+	// Purge only if nobody consumed it since we read it: the revision
+	// check makes the consumption atomic across replicas.
+	err = s.kv.Purge(ctx, k, jetstream.LastRevision(e.Revision()))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return "", ErrUnknownToken
+	}
+	if err != nil {
+		return "", fmt.Errorf("consume token: %w", err)
+	}
+	var r record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return "", ErrUnknownToken
+	}
+	if !s.now().Before(r.Expires) {
+		return "", ErrUnknownToken
+	}
+	return r.Runner, nil
+}
+
+// WellFormed reports whether token has the shape of a one-time token.
+func WellFormed(token string) bool {
+	if len(token) != Len {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// key is the bucket key of token: its SHA-256 in hex.
+func key(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,180 @@
+package tokens_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/internal/tokens"
+)
+
+func newStore(t *testing.T, b *bus.Bus, now func() time.Time) *tokens.Store {
+	t.Helper()
+	s, err := tokens.New(t.Context(), tokens.Config{Bus: b, TTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatalf("tokens.New: %v", err)
+	}
+	return s
+}
+
+func TestNewNamesMissingFields(t *testing.T) {
+	b, _ := bustest.Open(t)
+	for _, tc := range []struct {
+		name string
+		cfg  tokens.Config
+		want string
+	}{
+		{"a config without a bus is refused", tokens.Config{TTL: time.Hour}, "Bus"},
+		{"a config without a TTL is refused", tokens.Config{Bus: b}, "TTL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tokens.New(t.Context(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: got %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMintedTokenIsConsumedOnce(t *testing.T) {
+	b, _ := bustest.Open(t)
+	s := newStore(t, b, nil)
+	tok, err := s.Mint(t.Context(), "eph-small-abc")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	if !tokens.WellFormed(tok) {
+		t.Fatalf("Mint returned %q, want 64 lowercase hex characters", tok)
+	}
+	runner, err := s.Consume(t.Context(), tok)
+	if err != nil || runner != "eph-small-abc" {
+		t.Fatalf("first Consume = %q, %v; want eph-small-abc, nil", runner, err)
+	}
+	if _, err := s.Consume(t.Context(), tok); !errors.Is(err, tokens.ErrUnknownToken) {
+		t.Fatalf("second Consume: got %v, want ErrUnknownToken", err)
+	}
+}
+
+func TestUnknownAndMalformedTokensAreRefused(t *testing.T) {
+	b, _ := bustest.Open(t)
+	s := newStore(t, b, nil)
+	for _, tok := range []string{"", "abc", strings.Repeat("0", 64), strings.Repeat("A", 64), strings.Repeat("g", 64)} {
+		if _, err := s.Consume(t.Context(), tok); !errors.Is(err, tokens.ErrUnknownToken) {
+			t.Errorf("Consume(%q): got %v, want ErrUnknownToken", tok, err)
+		}
+	}
+}
+
+func TestExpiredTokenIsRefused(t *testing.T) {
+	b, _ := bustest.Open(t)
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	s := newStore(t, b, func() time.Time { return *now.Load() })
+	tok, err := s.Mint(t.Context(), "eph-small-abc")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	later := start.Add(time.Hour + time.Second)
+	now.Store(&later)
+	if _, err := s.Consume(t.Context(), tok); !errors.Is(err, tokens.ErrUnknownToken) {
+		t.Fatalf("Consume after the TTL: got %v, want ErrUnknownToken", err)
+	}
+}
+
+func TestConcurrentConsumersOnTwoConnectionsAcceptOnce(t *testing.T) {
+	_, srv := bustest.Open(t)
+	a := newStore(t, bustest.Connect(t, srv.ClientURL()), nil)
+	b := newStore(t, bustest.Connect(t, srv.ClientURL()), nil)
+	for round := range 20 {
+		tok, err := a.Mint(t.Context(), "eph-small-abc")
+		if err != nil {
+			t.Fatalf("Mint: %v", err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Go(func() {
+				_, err := s.Consume(t.Context(), tok)
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, tokens.ErrUnknownToken):
+					t.Errorf("Consume: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d consumers accepted the token, want exactly 1", round, n)
+		}
+	}
+}
+
+func TestTokensSurviveARestartOfTheServer(t *testing.T) {
+	dir := t.TempDir()
+	srv := bustest.RunServer(t, dir)
+	b1, err := bus.Open(t.Context(), bus.Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatalf("open bus: %v", err)
+	}
+	tok, err := newStore(t, b1, nil).Mint(t.Context(), "eph-small-abc")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	b1.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	srv2 := bustest.RunServer(t, dir)
+	s2 := newStore(t, bustest.Connect(t, srv2.ClientURL()), nil)
+	if runner, err := s2.Consume(t.Context(), tok); err != nil || runner != "eph-small-abc" {
+		t.Fatalf("Consume after restart = %q, %v; want eph-small-abc, nil", runner, err)
+	}
+}
+
+func TestBucketHoldsNoRawToken(t *testing.T) {
+	b, _ := bustest.Open(t)
+	s := newStore(t, b, nil)
+	tok, err := s.Mint(t.Context(), "eph-small-abc")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	kv, err := b.JS.KeyValue(t.Context(), tokens.Bucket)
+	if err != nil {
+		t.Fatalf("bucket: %v", err)
+	}
+	keys, err := kv.Keys(t.Context())
+	if err != nil {
+		t.Fatalf("keys: %v", err)
+	}
+	if len(keys) != 1 {
+		t.Fatalf("bucket has %d keys, want 1", len(keys))
+	}
+	e, err := kv.Get(t.Context(), keys[0])
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if strings.Contains(keys[0], tok) || strings.Contains(string(e.Value()), tok) {
+		t.Fatal("the bucket holds the raw token")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if st.TTL() != time.Hour {
+		t.Fatalf("bucket TTL = %v, want 1h", st.TTL())
+	}
+}
