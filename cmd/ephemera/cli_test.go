@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const checkConfig = `
+webhook: { listen: "127.0.0.1:0", secret_file: SECRET_FILE }
+policy: { listen: "127.0.0.1:0", url: "http://127.0.0.1:8081" }
+metrics: { listen: "127.0.0.1:0" }
+nats: { store_dir: STORE }
+github: { api_url: "http://127.0.0.1:1/", org: acme }
+lxd: { project: default }
+pools:
+  - { name: small, labels: [self-hosted, small], instance_type: container, image: ephemera-test, max: 3 }
+`
+
+func writeConfig(t *testing.T, doc string) string {
+	t.Helper()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "webhook-secret")
+	if err := os.WriteFile(secret, []byte("s3cr3t-webhook-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc = strings.ReplaceAll(doc, "SECRET_FILE", secret)
+	doc = strings.ReplaceAll(doc, "STORE", filepath.Join(dir, "nats"))
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCommandLine(t *testing.T) {
+	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value")
+	t.Setenv("EPHEMERA_GITHUB_TOKEN", "s3cr3t-github-value")
+	good := writeConfig(t, checkConfig)
+	bad := writeConfig(t, strings.Replace(checkConfig, "max: 3", "max: 0", 1))
+	unknown := writeConfig(t, checkConfig+"colour: blue\n")
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string // in stdout
+		wantErr  string // in stderr
+	}{
+		{"version prints the version", []string{"version"}, 0, "ephemera dev", ""},
+		{"no command is bad usage", nil, 2, "", "a command is required"},
+		{"an unknown command is bad usage", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"config check accepts a valid file", []string{"config", "check", "--config", good}, 0, "valid for `ephemera serve`: 1 pool(s), 1 webhook secret(s)", ""},
+		{"config check names the offending key", []string{"config", "check", "--config", bad}, 2, "", "config: pools[0].max: must be at least 1"},
+		{"config check rejects an unknown key", []string{"config", "check", "--config", unknown}, 2, "", "config: colour: unknown key"},
+		{"config check of a missing file is bad usage", []string{"config", "check", "--config", "/nonexistent.yaml"}, 2, "", "config: read config"},
+		{"config check refuses an unknown role", []string{"config", "check", "--role", "x", "--config", good}, 2, "", "--role must be"},
+		{"config without check is bad usage", []string{"config"}, 2, "", "usage: ephemera config check"},
+		{"serve with a bad flag is bad usage", []string{"serve", "--nope"}, 2, "", "flag provided but not defined: -nope"},
+		{"serve with a bad log level is bad usage", []string{"serve", "--log-level", "loud", "--config", good}, 2, "", "--log-level"},
+		{"webhook without nats.url names the key", []string{"webhook", "--config", good}, 2, "", "config: nats.url: required"},
+		{"help exits 0", []string{"serve", "-h"}, 0, "", "Usage: ephemera serve"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(t.Context(), tc.args, &out, &errb)
+			if code != tc.wantCode {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tc.wantCode, errb.String())
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tc.wantOut)
+			}
+			if !strings.Contains(errb.String(), tc.wantErr) {
+				t.Errorf("stderr %q does not contain %q", errb.String(), tc.wantErr)
+			}
+			if tc.wantCode == 2 && tc.wantErr != "" && !strings.Contains(tc.wantErr, "Usage") && strings.Count(strings.TrimSpace(lastLine(errb.String())), "\n") != 0 {
+				t.Errorf("error is not one line: %q", errb.String())
+			}
+			if all := out.String() + errb.String(); strings.Contains(all, "s3cr3t") {
+				t.Errorf("a secret was printed: %q", all)
+			}
+		})
+	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndex(s, "\n")+1:]
+}
