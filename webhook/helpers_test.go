@@ -59,6 +59,13 @@ func (p *fakePublisher) PublishMsg(ctx context.Context, msg *nats.Msg, _ ...jets
 	return &jetstream.PubAck{Stream: "EPHEMERA_JOBS", Sequence: uint64(len(p.msgs))}, nil
 }
 
+// Stored reports whether a message with Nats-Msg-Id id was stored.
+func (p *fakePublisher) Stored(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[id]
+}
+
 // Msgs returns the messages stored so far.
 func (p *fakePublisher) Msgs() []*nats.Msg {
 	p.mu.Lock()
