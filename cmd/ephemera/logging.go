@@ -18,10 +18,19 @@ func newLogger(cf commonFlags, w io.Writer) (zerolog.Logger, error) {
 	switch cf.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: w != os.Stderr}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Nop(), usagef("--log-format must be json or console, got %q", cf.logFormat)
 	}
 	zerolog.DurationFieldUnit = time.Millisecond
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

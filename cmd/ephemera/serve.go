@@ -43,8 +43,9 @@ func runRole(ctx context.Context, role config.Role, args []string, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	log = log.With().Str(logkey.Component, string(role)).Logger()
-	log.Info().Str("version", version).Msg("starting")
+	// log carries no component: each component adds its own name.
+	mlog := log.With().Str(logkey.Component, string(role)).Logger()
+	mlog.Info().Str("version", version).Msg("starting")
 
 	b, err := bus.Open(ctx, bus.Config{
 		URL:             cfg.NATS.URL,
@@ -61,7 +62,7 @@ func runRole(ctx context.Context, role config.Role, args []string, stderr io.Wri
 	}
 	defer b.Close()
 	if u := b.ClientURL(); u != "" && cfg.NATS.URL == "" {
-		log.Info().Str("url", u).Msg("embedded nats listening")
+		mlog.Info().Str("url", u).Msg("embedded nats listening")
 	}
 
 	reg := prometheus.NewRegistry()
@@ -91,10 +92,10 @@ func runRole(ctx context.Context, role config.Role, args []string, stderr io.Wri
 	}
 	err = g.Wait()
 	if err != nil {
-		log.Error().Err(err).Msg("stopped with an error")
+		mlog.Error().Err(err).Msg("stopped with an error")
 		return err
 	}
-	log.Info().Msg("stopped")
+	mlog.Info().Msg("stopped")
 	return nil
 }
 

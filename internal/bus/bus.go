@@ -54,6 +54,7 @@ type Bus struct {
 	embedded *server.Server
 	log      zerolog.Logger
 	ready    atomic.Bool // the stream was ensured at least once
+	closing  atomic.Bool // Close was called: disconnects are expected
 }
 
 // Open connects (starting the embedded server first when cfg.URL is empty)
@@ -77,7 +78,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.log.Warn().Err(err).Msg("nats disconnected")
+			if !b.closing.Load() {
+				b.log.Warn().Err(err).Msg("nats disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
@@ -240,6 +243,7 @@ func (b *Bus) ClientURL() string {
 // Close drains the connection (pending publishes are flushed) and stops
 // the embedded server.
 func (b *Bus) Close() {
+	b.closing.Store(true)
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		closed := make(chan struct{})
 		b.Conn.SetClosedHandler(func(*nats.Conn) { close(closed) })

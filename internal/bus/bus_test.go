@@ -1,0 +1,110 @@
+package bus_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/internal/jobs"
+)
+
+func TestEmbeddedServerKeepsTheStreamOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *bus.Bus {
+		b, err := bus.Open(t.Context(), bus.Config{StoreDir: dir, DuplicateWindow: time.Minute, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return b
+	}
+	b := open()
+	if err := b.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if b.ClientURL() != "" {
+		t.Errorf("ClientURL() = %q for an in-process server, want empty", b.ClientURL())
+	}
+	msg := nats.NewMsg(jobs.Subject("small", jobs.Queued))
+	msg.Header.Set(jetstream.MsgIDHeader, "delivery-1")
+	msg.Data = []byte(`{}`)
+	for range 2 {
+		if _, err := b.JS.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+
+	b = open()
+	defer b.Close()
+	s, err := b.JS.Stream(t.Context(), jobs.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(t.Context())
+	if info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages after a duplicate and a restart, want 1", info.State.Msgs)
+	}
+	if info.Config.Storage != jetstream.FileStorage || info.Config.Duplicates != time.Minute {
+		t.Errorf("stream config = storage %v, duplicates %v", info.Config.Storage, info.Config.Duplicates)
+	}
+}
+
+func TestEmbeddedServerListensWhenAsked(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatalf("connect to %q: %v", b.ClientURL(), err)
+	}
+	nc.Close()
+}
+
+func TestOpenIsIdempotentAndUpdatesTheStream(t *testing.T) {
+	s := bustest.RunServer(t, "")
+	for _, window := range []time.Duration{time.Hour, 2 * time.Hour} {
+		b, err := bus.Open(t.Context(), bus.Config{URL: s.ClientURL(), DuplicateWindow: window, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := b.JS.Stream(t.Context(), jobs.Stream)
+		if got := st.CachedInfo().Config.Duplicates; got != window {
+			t.Errorf("duplicate window = %v, want %v", got, window)
+		}
+		b.Close()
+	}
+}
+
+func TestReadyReflectsTheConnection(t *testing.T) {
+	b, s := bustest.Open(t)
+	if err := b.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready with the server up: %v", err)
+	}
+	s.Shutdown()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Ready(t.Context()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Ready still nil 5s after the server stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestKeyValueUsesTheBusReplicas(t *testing.T) {
+	b, _ := bustest.Open(t)
+	kv, err := b.KeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "test_bucket", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := kv.Status(t.Context())
+	if st.TTL() != time.Minute || st.BackingStore() != "JetStream" {
+		t.Errorf("bucket status: ttl %v, store %s", st.TTL(), st.BackingStore())
+	}
+}
