@@ -108,3 +108,40 @@ func TestKeyValueUsesTheBusReplicas(t *testing.T) {
 		t.Errorf("bucket status: ttl %v, store %s", st.TTL(), st.BackingStore())
 	}
 }
+
+func TestThreeNodeClusterKeepsTheStreamThroughANodeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a three-node nats-server cluster")
+	}
+	c := bustest.StartCluster(t, 3)
+	b, err := bus.Open(t.Context(), bus.Config{URL: c.URL(), Replicas: 3, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	publish := func(id string) {
+		t.Helper()
+		msg := nats.NewMsg(jobs.Subject("small", jobs.Queued))
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, err := b.JS.PublishMsg(t.Context(), msg)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	publish("a")
+	c.Restart(1)
+	publish("b")
+	publish("a") // a duplicate, across the restart
+	s, _ := b.JS.Stream(t.Context(), jobs.Stream)
+	info, _ := s.Info(t.Context())
+	if info.Config.Replicas != 3 || info.State.Msgs != 2 {
+		t.Errorf("stream: replicas %d, %d messages; want 3 replicas, 2 messages", info.Config.Replicas, info.State.Msgs)
+	}
+}
