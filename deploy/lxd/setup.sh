@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Sets up a local LXD for ephemera's development and CI, idempotently:
+#   - installs Debian's lxd and busybox-static when missing,
+#   - starts the LXD daemon when it is not running and waits for it,
+#   - creates the "default" dir storage pool and the default profile's root
+#     disk when missing (and no network: instances here get no NIC),
+#   - builds the tiny "ephemera-test" image and (re)imports it when it is
+#     missing or its content changed,
+#   - deletes instances named eph-* left over by earlier test runs.
+# Run it as root on a Debian machine; a second run changes nothing.
+# It is meant for dev and CI machines only: it deletes every eph-* instance.
+#
+# Environment:
+#   EPHEMERA_IMAGE_OVERLAY  a directory copied over the image's rootfs (for
+#                           example one holding sbin/ephemera-run).
+#   EPHEMERA_IMAGE_ALIAS    the image alias (default ephemera-test).
+#   EPHEMERA_KEEP_INSTANCES set to 1 to keep leftover eph-* instances.
+set -euo pipefail
+
+alias_name=${EPHEMERA_IMAGE_ALIAS:-ephemera-test}
+overlay=${EPHEMERA_IMAGE_OVERLAY:-}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+logfile=/var/log/lxd-ephemera.log
+
+say() { printf 'lxd-dev: %s\n' "$*"; }
+die() { printf 'lxd-dev: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "run me as root (I install packages and start the LXD daemon)"
+
+# --- packages --------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+missing=()
+for pkg in lxd lxd-client busybox-static jq curl; do
+	installed "$pkg" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- daemon ----------------------------------------------------------------
+if ! lxc info >/dev/null 2>&1; then
+	if [[ -d /run/systemd/system ]] && systemctl cat lxd.service >/dev/null 2>&1; then
+		say "starting lxd.service"
+		systemctl start lxd.service
+	else
+		say "starting the LXD daemon (log: $logfile)"
+		# setsid: the daemon outlives this script and the shell that ran it.
+		setsid -f lxd --group root --logfile "$logfile" </dev/null >/dev/null 2>&1
+	fi
+	lxd waitready --timeout 60 || die "LXD did not become ready within 60 s; see $logfile"
+fi
+
+# --- storage and profile ---------------------------------------------------
+if ! lxc storage show default >/dev/null 2>&1; then
+	say "creating the dir storage pool \"default\""
+	lxc storage create default dir >/dev/null
+fi
+if ! lxc profile device get default root pool >/dev/null 2>&1; then
+	say "adding the root disk to the default profile"
+	lxc profile device add default root disk path=/ pool=default >/dev/null
+fi
+# No NIC: LXD bridges use private ranges, which this machine must not route.
+for dev in $(lxc profile device list default); do
+	if [[ $(lxc profile device get default "$dev" type) == nic ]]; then
+		say "removing NIC device $dev from the default profile"
+		lxc profile device remove default "$dev" >/dev/null
+	fi
+done
+
+# --- image -----------------------------------------------------------------
+# The image is built reproducibly (fixed times, owners and order), so its
+# fingerprint changes only when its content does.
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+bash "$here/build-image.sh" "$build" "$overlay"
+fingerprint=$(sha256sum "$build/image.tar" | cut -d' ' -f1)
+current=$(lxc image info "$alias_name" 2>/dev/null | awk '/^Fingerprint:/ {print $2}' || true)
+if [[ $current != "$fingerprint" ]]; then
+	if ! lxc image info "$fingerprint" >/dev/null 2>&1; then
+		say "importing image $alias_name (${fingerprint:0:12})"
+		lxc image import "$build/image.tar" >/dev/null
+	fi
+	if [[ -n $current ]]; then
+		lxc image alias delete "$alias_name" >/dev/null
+		say "replacing image ${current:0:12}"
+		lxc image delete "$current" >/dev/null 2>&1 || true
+	fi
+	lxc image alias create "$alias_name" "$fingerprint" >/dev/null
+fi
+
+# --- leftovers -------------------------------------------------------------
+if [[ ${EPHEMERA_KEEP_INSTANCES:-0} != 1 ]]; then
+	for name in $(lxc list --format csv --columns n 'eph-.*' 2>/dev/null || true); do
+		[[ $name == eph-* ]] || continue
+		say "deleting leftover instance $name"
+		lxc delete --force "$name" >/dev/null 2>&1 || true
+	done
+fi
+
+say "ready: LXD $(lxc version | awk '/Server version/ {print $3}'), image $alias_name (${fingerprint:0:12})"

@@ -1,0 +1,143 @@
+package lxdprov
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/canonical/lxd/shared/api"
+
+	"github.com/ephemera-ci/ephemera/internal/logkey"
+	"github.com/ephemera-ci/ephemera/scaler"
+)
+
+// The config keys ephemera sets on every instance.
+const (
+	KeyPool     = "user.ephemera.pool"
+	KeyJob      = "user.ephemera.job"
+	KeyCreated  = "user.ephemera.created"
+	KeyUserData = "cloud-init.user-data"
+)
+
+// Create creates and starts one ephemeral instance for spec. It returns
+// once the instance runs, with an error wrapping scaler.ErrInstanceExists,
+// ErrNoCapacity or ErrMisconfigured where one applies. When ctx ends first
+// it stops waiting and returns ctx's error; the instance may then still
+// come up, and List shows it.
+func (p *Provider) Create(ctx context.Context, spec scaler.InstanceSpec) (err error) {
+	start := time.Now()
+	defer func() { p.metrics.observe(opCreate, start, err) }()
+
+	pl, ok := p.pools[spec.Pool]
+	if !ok {
+		return fmt.Errorf("create instance %s: unknown pool %q: %w", spec.Name, spec.Pool, scaler.ErrMisconfigured)
+	}
+	if err := checkSpec(spec); err != nil {
+		return fmt.Errorf("create instance: %w", err)
+	}
+	userData, err := renderUserData(p.hook, p.policyURL, spec.PolicyToken, spec.JITConfig, pl.snippet)
+	if err != nil {
+		return fmt.Errorf("create instance %s: %w", spec.Name, err)
+	}
+	post := pl.post(spec, userData, start)
+	post.Start = p.createStart
+
+	log := p.log.With().Str(logkey.Instance, spec.Name).Str(logkey.Pool, spec.Pool).Int64(logkey.Job, spec.JobID).Logger()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create instance %s: %w", spec.Name, err)
+	}
+	op, err := pl.srv.CreateInstance(post)
+	if err == nil {
+		err = op.WaitContext(ctx)
+	}
+	if err != nil {
+		return p.createError(ctx, pl, spec.Name, userData, err)
+	}
+	if !p.createStart {
+		if err := p.startInstance(ctx, spec.Name); err != nil {
+			if ctx.Err() == nil {
+				// Not started: remove it, so it holds no slot.
+				if derr := p.Delete(ctx, spec.Name); derr != nil {
+					log.Warn().Err(derr).Msg("could not delete an instance that failed to start")
+				}
+			}
+			return fmt.Errorf("start instance %s: %w", spec.Name, err)
+		}
+	}
+	log.Debug().Dur(logkey.Duration, time.Since(start)).Msg("instance started")
+	return nil
+}
+
+// post is the LXD request that creates spec's instance.
+func (pl *pool) post(spec scaler.InstanceSpec, userData string, now time.Time) api.InstancesPost {
+	cfg := map[string]string{
+		KeyPool:     spec.Pool,
+		KeyJob:      strconv.FormatInt(spec.JobID, 10),
+		KeyCreated:  now.UTC().Format(time.RFC3339),
+		KeyUserData: userData,
+	}
+	if pl.cfg.CPU > 0 {
+		cfg["limits.cpu"] = strconv.Itoa(pl.cfg.CPU)
+	}
+	if pl.cfg.Memory > 0 {
+		cfg["limits.memory"] = pl.cfg.Memory.String()
+	}
+	return api.InstancesPost{
+		Name:   spec.Name,
+		Type:   api.InstanceType(pl.cfg.InstanceType),
+		Source: pl.source,
+		InstancePut: api.InstancePut{
+			Config:    cfg,
+			Devices:   pl.devices,
+			Profiles:  pl.cfg.Profiles,
+			Ephemeral: true,
+		},
+	}
+}
+
+func (p *Provider) startInstance(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op, err := p.srv.UpdateInstanceState(name, api.InstanceStatePut{Action: "start", Timeout: -1}, "")
+	if err != nil {
+		return err
+	}
+	return op.WaitContext(ctx)
+}
+
+// createError explains a failed create in the scaler's terms. LXD reports
+// some failures only as an operation's message, so what a status code does
+// not say is found by asking LXD again: does the name exist, do the image
+// and profiles still exist.
+func (p *Provider) createError(ctx context.Context, pl *pool, name, userData string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		return fmt.Errorf("create instance %s: %w", name, ctxErr)
+	}
+	if capacityError(err) {
+		return fmt.Errorf("create instance %s: %w: %w", name, scaler.ErrNoCapacity, err)
+	}
+	if inst, _, gerr := p.srv.GetInstance(name); gerr == nil {
+		if !p.createStart || !neverStarted(inst) || inst.Config[KeyUserData] != userData {
+			// A failed create leaves nothing behind: someone else's.
+			return fmt.Errorf("create instance %s: %w", name, scaler.ErrInstanceExists)
+		}
+		// Created in the same operation that failed to start it: ours
+		// (its user-data holds this runner's JIT config). Remove it, so it
+		// holds no slot.
+		if derr := p.Delete(ctx, name); derr != nil {
+			p.log.Warn().Err(derr).Str(logkey.Instance, name).Msg("could not delete an instance that failed to start")
+		}
+		return fmt.Errorf("start instance %s: %w", name, err)
+	}
+	if _, ierr := resolveImage(pl.srv, pl.cfg.Image); errors.Is(ierr, scaler.ErrMisconfigured) {
+		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, ierr)
+	}
+	if _, perr := rootDiskOf(pl.srv, pl.cfg.Profiles); errors.Is(perr, scaler.ErrMisconfigured) {
+		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, perr)
+	}
+	return fmt.Errorf("create instance %s: %w", name, err)
+}
+

@@ -1,0 +1,224 @@
+package lxdprov
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	lxd "github.com/canonical/lxd/client"
+	"github.com/canonical/lxd/shared/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/scaler"
+)
+
+// Config configures a Provider.
+type Config struct {
+	// Socket is LXD's unix socket. Empty (and URL empty): SnapSocket, then
+	// DebianSocket, whichever exists.
+	Socket string
+	// URL of a remote LXD or LXD cluster over HTTPS, instead of the socket.
+	// ClientCert and ClientKey (required with URL) and ServerCert (optional:
+	// the system's CAs otherwise) are the paths of PEM files.
+	URL, ClientCert, ClientKey, ServerCert string
+	// Project is the LXD project the instances live in. Empty: "default".
+	Project string
+	// Pools are the pools this deployment runs; required. Each pool's
+	// image and profiles must exist in LXD.
+	Pools []config.Pool
+	// PolicyURL is the policy service's address as runners reach it;
+	// required: http(s)://host[:port][/path].
+	PolicyURL string
+	// PreJobHook is the pre-job hook script written into every instance;
+	// required.
+	PreJobHook string
+	Log        zerolog.Logger
+	// Registerer receives the provider's metrics. Nil: a private registry.
+	Registerer prometheus.Registerer
+}
+
+// Provider creates, lists and deletes the runner instances of a set of
+// pools on LXD. It is safe for concurrent use.
+type Provider struct {
+	srv       server // the project's, for every call not bound to a pool
+	pools     map[string]*pool
+	policyURL string
+	hook      string
+	// createStart: LXD can create and start an instance in one operation.
+	createStart bool
+	conns       *connTracker
+	log         zerolog.Logger
+	metrics     *metrics
+}
+
+var _ scaler.Provisioner = (*Provider)(nil)
+
+// pool is a configured pool, resolved against LXD.
+type pool struct {
+	cfg    config.Pool
+	srv    server // targeted at cfg.Target when set
+	source api.InstanceSource
+	// devices overrides the profiles' root disk with the pool's size; nil
+	// when the pool sets no disk size.
+	devices map[string]map[string]string
+	snippet *yaml.Node // the pool's user_data, parsed; nil when empty
+}
+
+// New connects to LXD and checks that every pool's image and profiles
+// exist, so a misconfiguration shows at start, in an error naming what is
+// missing (wrapping scaler.ErrMisconfigured), rather than at the first job.
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	if len(cfg.Pools) == 0 {
+		return nil, errors.New("lxdprov: Pools is required")
+	}
+	if cfg.PreJobHook == "" {
+		return nil, errors.New("lxdprov: PreJobHook is required (the policy package's pre-job script)")
+	}
+	if err := checkPolicyURL(cfg.PolicyURL); err != nil {
+		return nil, fmt.Errorf("lxdprov: %w", err)
+	}
+	if cfg.Project == "" {
+		cfg.Project = "default"
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("lxdprov: metrics: %w", err)
+	}
+	conns := &connTracker{}
+	base, where, err := connect(ctx, cfg, conns)
+	if err != nil {
+		return nil, fmt.Errorf("lxdprov: %w", err)
+	}
+	p := &Provider{
+		srv:         base.UseProject(cfg.Project),
+		pools:       make(map[string]*pool, len(cfg.Pools)),
+		policyURL:   cfg.PolicyURL,
+		hook:        cfg.PreJobHook,
+		createStart: base.HasExtension("instance_create_start"),
+		conns:       conns,
+		log:         cfg.Log,
+		metrics:     m,
+	}
+	for _, pc := range cfg.Pools {
+		pl, err := p.resolvePool(ctx, pc, base.UseProject(cfg.Project))
+		if err != nil {
+			conns.closeAll()
+			return nil, fmt.Errorf("lxdprov: pool %s (LXD %s, project %s): %w", pc.Name, where, cfg.Project, err)
+		}
+		if _, dup := p.pools[pc.Name]; dup {
+			conns.closeAll()
+			return nil, fmt.Errorf("lxdprov: pool %s is configured twice", pc.Name)
+		}
+		p.pools[pc.Name] = pl
+	}
+	p.log.Info().Str("lxd", where).Str("project", cfg.Project).
+		Strs("pools", slices.Sorted(maps.Keys(p.pools))).Msg("connected to LXD")
+	return p, nil
+}
+
+// Close ends the provider's connections to LXD. The provider must not be
+// used afterwards.
+func (p *Provider) Close() error {
+	p.conns.closeAll()
+	return nil
+}
+
+// resolvePool checks pc against LXD: its image, its profiles and their
+// root disk, and its user_data snippet.
+func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv lxd.InstanceServer) (*pool, error) {
+	if !poolName.MatchString(pc.Name) {
+		return nil, fmt.Errorf("name %q: want 1-30 characters of [a-z0-9-]: %w", pc.Name, scaler.ErrMisconfigured)
+	}
+	switch pc.InstanceType {
+	case config.InstanceVM, config.InstanceContainer:
+	default:
+		return nil, fmt.Errorf("instance_type %q: want %s or %s: %w", pc.InstanceType, config.InstanceVM, config.InstanceContainer, scaler.ErrMisconfigured)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pl := &pool{cfg: pc, srv: srv}
+	if pc.Target != "" {
+		pl.srv = srv.UseTarget(pc.Target)
+	}
+	var err error
+	if pl.source, err = resolveImage(srv, pc.Image); err != nil {
+		return nil, err
+	}
+	rootDisk, err := rootDiskOf(srv, pc.Profiles)
+	if err != nil {
+		return nil, err
+	}
+	if pc.Disk > 0 {
+		if rootDisk == nil {
+			return nil, fmt.Errorf("disk %s: profiles %q have no root disk device to size: %w", pc.Disk, pc.Profiles, scaler.ErrMisconfigured)
+		}
+		root := maps.Clone(rootDisk)
+		root["size"] = pc.Disk.String()
+		pl.devices = map[string]map[string]string{"root": root}
+	}
+	if pl.snippet, err = parseSnippet(pc.UserData); err != nil {
+		return nil, fmt.Errorf("user_data: %w: %w", err, scaler.ErrMisconfigured)
+	}
+	// Render once with stand-in secrets: a snippet that cannot merge fails now.
+	if _, err := renderUserData(p.hook, p.policyURL, zeroToken, "AA==", pl.snippet); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, scaler.ErrMisconfigured)
+	}
+	return pl, nil
+}
+
+// zeroToken stands in for a policy token when checking a pool's snippet.
+const zeroToken = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// resolveImage finds image as an alias, then as a fingerprint (or a
+// unique prefix of one).
+func resolveImage(srv server, image string) (api.InstanceSource, error) {
+	if image == "" {
+		return api.InstanceSource{}, fmt.Errorf("image is required: %w", scaler.ErrMisconfigured)
+	}
+	_, _, aliasErr := srv.GetImageAlias(image)
+	if aliasErr == nil {
+		return api.InstanceSource{Type: "image", Alias: image}, nil
+	}
+	if !isNotFound(aliasErr) {
+		return api.InstanceSource{}, fmt.Errorf("look up image %q: %w", image, aliasErr)
+	}
+	img, _, err := srv.GetImage(image)
+	if err == nil {
+		return api.InstanceSource{Type: "image", Fingerprint: img.Fingerprint}, nil
+	}
+	if !isNotFound(err) {
+		return api.InstanceSource{}, fmt.Errorf("look up image %q: %w", image, err)
+	}
+	return api.InstanceSource{}, fmt.Errorf("image %q not found (neither an alias nor a fingerprint): %w", image, scaler.ErrMisconfigured)
+}
+
+// rootDiskOf checks that every profile exists and returns the root disk
+// device they give an instance (the last profile's wins), or nil. No
+// profiles listed means LXD's default profile.
+func rootDiskOf(srv server, profiles []string) (map[string]string, error) {
+	if profiles == nil {
+		profiles = []string{"default"}
+	}
+	var root map[string]string
+	for _, name := range profiles {
+		prof, _, err := srv.GetProfile(name)
+		if isNotFound(err) {
+			return nil, fmt.Errorf("profile %q not found: %w", name, scaler.ErrMisconfigured)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up profile %q: %w", name, err)
+		}
+		for _, dev := range prof.Devices {
+			if dev["type"] == "disk" && dev["path"] == "/" {
+				root = dev
+			}
+		}
+	}
+	return root, nil
+}

@@ -1,0 +1,22 @@
+package lxdprov
+
+import (
+	lxd "github.com/canonical/lxd/client"
+	"github.com/canonical/lxd/shared/api"
+)
+
+// server is the part of lxd.InstanceServer the provider calls. Nothing
+// outside this package sees the LXD client.
+type server interface {
+	CreateInstance(post api.InstancesPost) (lxd.Operation, error)
+	UpdateInstanceState(name string, state api.InstanceStatePut, etag string) (lxd.Operation, error)
+	DeleteInstance(name string) (lxd.Operation, error)
+	GetInstance(name string) (*api.Instance, string, error)
+	GetInstances(instanceType api.InstanceType) ([]api.Instance, error)
+	GetImageAlias(name string) (*api.ImageAliasesEntry, string, error)
+	GetImage(fingerprint string) (*api.Image, string, error)
+	GetProfile(name string) (*api.Profile, string, error)
+	HasExtension(extension string) bool
+}
+
+var _ server = lxd.InstanceServer(nil)
