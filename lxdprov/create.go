@@ -140,4 +140,3 @@ func (p *Provider) createError(ctx context.Context, pl *pool, name, userData str
 	}
 	return fmt.Errorf("create instance %s: %w", name, err)
 }
-

@@ -2,7 +2,7 @@ package lxdprov
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"time"
 
 	"github.com/canonical/lxd/shared/api"

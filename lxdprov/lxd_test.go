@@ -438,4 +438,3 @@ func TestMetricsCountOperationsByOutcome(t *testing.T) {
 		t.Errorf("ephemera_lxd_operation_seconds has %d series, want 2 (create, delete)", n)
 	}
 }
-

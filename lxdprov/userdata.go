@@ -15,7 +15,7 @@ import (
 // Paths inside a runner instance. The image has the runner unpacked at
 // RunnerDir and a user "runner" (whose group is "runner") to run it.
 const (
-	RunnerDir     = "/opt/actions-runner"
+	RunnerDir      = "/opt/actions-runner"
 	PreJobHookPath = "/opt/ephemera/pre-job.sh"
 	PreJobEnvPath  = "/etc/ephemera/pre-job.env"
 	RunOncePath    = "/opt/ephemera/run-once.sh"
