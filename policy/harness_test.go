@@ -162,3 +162,5 @@ func compliant() githubfake.RepoSpec {
 		},
 	}
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
