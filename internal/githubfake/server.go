@@ -41,6 +41,10 @@ type Fault struct {
 	Delay time.Duration
 	// Times is how many requests the fault applies to; 0 means until removed.
 	Times int
+	// OnMatch, when set, is called (on the request's goroutine) each time
+	// the fault applies, before Delay: a test's hook into a request that
+	// is in flight.
+	OnMatch func()
 }
 
 // Server is the stand-in. Create it with Start; the zero value is not usable.
@@ -205,6 +209,9 @@ func (s *Server) applyFaults(next http.Handler) http.Handler {
 		if f == nil {
 			next.ServeHTTP(w, r)
 			return
+		}
+		if f.OnMatch != nil {
+			f.OnMatch()
 		}
 		if f.Delay > 0 {
 			select {
