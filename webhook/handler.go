@@ -228,12 +228,12 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, buf *bytes.Buff
 	case eventWorkflowJob:
 		return h.workflowJob(r.Context(), body, d)
 	case eventPing:
-		if !json.Valid(body) {
+		if !validJSON(body) {
 			return answer{}, errMalformedJSON
 		}
 		return answer{http.StatusOK, outcomePing, pingBody{OK: true}}, nil
 	default:
-		if !json.Valid(body) {
+		if !validJSON(body) {
 			return answer{}, errMalformedJSON
 		}
 		return answer{http.StatusAccepted, outcomeIgnoredEvent, ignoredBody{Ignored: "event " + event + " is not handled"}}, nil
@@ -269,7 +269,7 @@ func (h *Handler) workflowJob(ctx context.Context, body []byte, d *delivery) (an
 		return answer{}, fmt.Errorf("%w: publish to %s: %w", errUnavailable, msg.Subject, err)
 	}
 	outcome := outcomeStored
-	if ack.Duplicate {
+	if ack != nil && ack.Duplicate {
 		outcome = outcomeDuplicate
 	}
 	return answer{http.StatusAccepted, outcome, storedBody{Delivery: d.id, Pool: pool}}, nil
