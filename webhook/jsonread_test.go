@@ -174,4 +174,3 @@ func BenchmarkParse(b *testing.B) {
 		}
 	})
 }
-
