@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# ephemera pre-job hook (ACTIONS_RUNNER_HOOK_JOB_STARTED).
+#
+# Before a job's code runs, ask the ephemera policy service whether the
+# repository may run it on this runner, with the one-time token this
+# machine was created with. On a pass, exit 0 and the job runs. On
+# anything else, say whose fault it is (the repository's on 403, the
+# service's on 5xx or no answer), stop Runner.Listener with SIGINT, power
+# the machine off a little later so the runner can upload its logs, and
+# exit non-zero so that no step of the job runs.
+#
+# Needs bash, curl and jq. Reads EPHEMERA_POLICY_URL and
+# EPHEMERA_POLICY_TOKEN from ${EPHEMERA_PRE_JOB_ENV:-/etc/ephemera/pre-job.env};
+# the token is never printed.
+set -uo pipefail
+
+env_file=${EPHEMERA_PRE_JOB_ENV:-/etc/ephemera/pre-job.env}
+max_time=${EPHEMERA_POLICY_TIMEOUT:-60}
+poweroff_delay=${EPHEMERA_POWEROFF_DELAY:-10}
+
+log() { printf 'ephemera pre-job: %s\n' "$*"; }
+
+# stop_runner stops the runner, schedules the power-off and exits 1.
+stop_runner() {
+	log "stopping the runner: the job will not run on this machine"
+	pkill -INT -f Runner.Listener || true
+	(
+		trap '' HUP INT TERM
+		sleep "$poweroff_delay"
+		if [ "$(id -u)" -eq 0 ]; then poweroff; else sudo -n poweroff; fi
+	) </dev/null >/dev/null 2>&1 &
+	disown 2>/dev/null || true
+	exit 1
+}
+
+url=""
+token=""
+if [ -r "$env_file" ]; then
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line%$'\r'}
+		case $line in
+		EPHEMERA_POLICY_URL=*) url=${line#*=} ;;
+		EPHEMERA_POLICY_TOKEN=*) token=${line#*=} ;;
+		esac
+	done <"$env_file"
+fi
+if [ -z "$url" ] || [ -z "$token" ]; then
+	log "the policy service is not configured on this machine ($env_file); this is a fault of the runner setup, not of the repository"
+	stop_runner
+fi
+url=${url%/}
+
+event=${GITHUB_EVENT_NAME:-}
+repository=${GITHUB_REPOSITORY:-}
+case $event in
+pull_request | pull_request_target) endpoint=pull_request ;;
+workflow_dispatch | push | schedule) endpoint=$event ;;
+*) endpoint=default ;;
+esac
+
+if [ "$endpoint" = pull_request ]; then
+	event_file=${GITHUB_EVENT_PATH:-}
+	if ! fields=$(jq -er '.pull_request | [.head.repo.full_name, .head.ref, .base.ref, .head.sha] | map(strings) | select(length == 4) | .[]' "$event_file" 2>/dev/null); then
+		log "cannot read the pull request from GITHUB_EVENT_PATH; this is a fault of the runner, not of the repository"
+		stop_runner
+	fi
+	{
+		IFS= read -r source_repository
+		IFS= read -r source_branch
+		IFS= read -r target_branch
+		IFS= read -r commit_sha
+	} <<<"$fields"
+	body=$(jq -n \
+		--arg repository_name "$repository" \
+		--arg source_repository_name "$source_repository" \
+		--arg target_branch_name "$target_branch" \
+		--arg source_branch_name "$source_branch" \
+		--arg commit_sha "$commit_sha" \
+		'{repository_name: $repository_name, source_repository_name: $source_repository_name,
+		  target_branch_name: $target_branch_name, source_branch_name: $source_branch_name,
+		  commit_sha: $commit_sha}')
+else
+	body=$(jq -n --arg repository_name "$repository" '{repository_name: $repository_name}')
+fi
+
+answer=$(mktemp)
+trap 'rm -f "$answer"' EXIT
+# The token goes in a header read from a file descriptor, not on the
+# command line where any process could read it.
+code=$(curl -sS --max-time "$max_time" --connect-timeout 10 \
+	-o "$answer" -w '%{http_code}' \
+	-H 'Content-Type: application/json' \
+	-H @<(printf 'Authorization: Bearer %s\n' "$token") \
+	--data-binary @- \
+	"$url/$endpoint/check-run" <<<"$body") || code=000
+reason=$(head -c 2000 "$answer" | tr -d '\r')
+
+case $code in
+2??)
+	log "the repository complies with the runner policy ($endpoint check passed)"
+	exit 0
+	;;
+403)
+	log "the repository is not compliant with the runner policy: $reason"
+	;;
+5?? | 000)
+	log "the policy service is at fault, not the repository (HTTP $code): ${reason:-no answer}"
+	;;
+*)
+	log "the policy service refused the check (HTTP $code), a fault of the runner setup, not of the repository: $reason"
+	;;
+esac
+stop_runner
