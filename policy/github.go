@@ -85,11 +85,21 @@ type githubAPI struct {
 
 	mu           sync.Mutex
 	wrapped      map[int64]*github.Client // cached clients by installation (0: default)
-	installation map[string]int64         // repository → installation, when looked up
+	installation map[string]foundInstallation // by lower-case repository
 }
 
+// foundInstallation is a repository's installation as looked up at a time.
+type foundInstallation struct {
+	id int64
+	at time.Time
+}
+
+// installationFreshness is how long a looked-up installation is reused;
+// an App reinstalled on a repository gets a new installation id.
+const installationFreshness = time.Hour
+
 func newGitHubAPI(clients Clients, c *cache, timeout time.Duration) *githubAPI {
-	return &githubAPI{clients: clients, cache: c, timeout: timeout, wrapped: map[int64]*github.Client{}, installation: map[string]int64{}}
+	return &githubAPI{clients: clients, cache: c, timeout: timeout, wrapped: map[int64]*github.Client{}, installation: map[string]foundInstallation{}}
 }
 
 // client returns the cached client that may read repository r.
@@ -120,14 +130,14 @@ func (g *githubAPI) client(ctx context.Context, r repoName) (*github.Client, err
 	return c, nil
 }
 
-// installationOf finds the App installation of r, once.
+// installationOf finds the App installation of r, at most once an hour.
 func (g *githubAPI) installationOf(ctx context.Context, r repoName) (int64, error) {
 	key := strings.ToLower(r.String())
 	g.mu.Lock()
-	id, ok := g.installation[key]
+	found, ok := g.installation[key]
 	g.mu.Unlock()
-	if ok {
-		return id, nil
+	if ok && time.Since(found.at) < installationFreshness {
+		return found.id, nil
 	}
 	app, err := g.clients.App()
 	if err != nil {
@@ -138,7 +148,7 @@ func (g *githubAPI) installationOf(ctx context.Context, r repoName) (int64, erro
 		return 0, fmt.Errorf("find the app installation of %s: %w", r, err)
 	}
 	g.mu.Lock()
-	g.installation[key] = inst.GetID()
+	g.installation[key] = foundInstallation{id: inst.GetID(), at: time.Now()}
 	g.mu.Unlock()
 	return inst.GetID(), nil
 }
