@@ -84,7 +84,7 @@ type githubAPI struct {
 	timeout time.Duration // bounds each request
 
 	mu           sync.Mutex
-	wrapped      map[int64]*github.Client // cached clients by installation (0: default)
+	wrapped      map[int64]*github.Client     // cached clients by installation (0: default)
 	installation map[string]foundInstallation // by lower-case repository
 }
 
