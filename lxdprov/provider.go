@@ -131,13 +131,8 @@ func (p *Provider) Close() error {
 // resolvePool checks pc against LXD: its image, its profiles and their
 // root disk, and its user_data snippet.
 func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv lxd.InstanceServer) (*pool, error) {
-	if !poolName.MatchString(pc.Name) {
-		return nil, fmt.Errorf("name %q: want 1-30 characters of [a-z0-9-]: %w", pc.Name, scaler.ErrMisconfigured)
-	}
-	switch pc.InstanceType {
-	case config.InstanceVM, config.InstanceContainer:
-	default:
-		return nil, fmt.Errorf("instance_type %q: want %s or %s: %w", pc.InstanceType, config.InstanceVM, config.InstanceContainer, scaler.ErrMisconfigured)
+	if err := checkPool(pc); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

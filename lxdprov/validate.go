@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 
+	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
 
@@ -56,6 +57,23 @@ func checkPolicyURL(u string) error {
 	}
 	if _, err := url.Parse(u); err != nil {
 		return fmt.Errorf("policy.url %q: %w", u, err)
+	}
+	return nil
+}
+
+// checkPool refuses a pool whose name or type LXD or the user-data could
+// not take as they are.
+func checkPool(pc config.Pool) error {
+	if !poolName.MatchString(pc.Name) {
+		return fmt.Errorf("name %q: want 1-30 characters of [a-z0-9-], starting and ending with a letter or digit: %w", pc.Name, scaler.ErrMisconfigured)
+	}
+	switch pc.InstanceType {
+	case config.InstanceVM, config.InstanceContainer:
+	default:
+		return fmt.Errorf("instance_type %q: want %s or %s: %w", pc.InstanceType, config.InstanceVM, config.InstanceContainer, scaler.ErrMisconfigured)
+	}
+	if pc.CPU < 0 || pc.Memory < 0 || pc.Disk < 0 {
+		return fmt.Errorf("cpu, memory and disk must not be negative: %w", scaler.ErrMisconfigured)
 	}
 	return nil
 }
