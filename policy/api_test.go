@@ -230,3 +230,14 @@ func TestWrongMethodIs405(t *testing.T) {
 		t.Fatalf("got %d, want 405", code)
 	}
 }
+
+func TestReadyWhileTheBusIsUp(t *testing.T) {
+	e := newEnv(t)
+	if err := e.svc.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	e.bus.Conn.Close()
+	if err := e.svc.Ready(t.Context()); err == nil {
+		t.Fatal("Ready with the bus closed: nil, want an error")
+	}
+}

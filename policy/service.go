@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -141,4 +142,16 @@ func (s *Service) Handler() http.Handler {
 		}
 	})
 	return r
+}
+
+// Ready reports whether the service can answer checks: the policy
+// document's bucket can be read. GitHub's reachability is /health's
+// business, not readiness: a GitHub outage makes checks fail closed.
+func (s *Service) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := s.docs.kv.Status(ctx); err != nil {
+		return fmt.Errorf("policy document bucket: %w", err)
+	}
+	return nil
 }

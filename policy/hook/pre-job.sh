@@ -24,12 +24,15 @@ log() { printf 'ephemera pre-job: %s\n' "$*"; }
 stop_runner() {
 	log "stopping the runner: the job will not run on this machine"
 	pkill -INT -f Runner.Listener || true
-	(
-		trap '' HUP INT TERM
-		sleep "$poweroff_delay"
-		if [ "$(id -u)" -eq 0 ]; then poweroff; else sudo -n poweroff; fi
-	) </dev/null >/dev/null 2>&1 &
-	disown 2>/dev/null || true
+	# The power-off waits in its own session, out of the runner's process
+	# tree, so that stopping the runner does not take it down.
+	local cmd='trap "" HUP INT TERM; sleep "$1"; if [ "$(id -u)" -eq 0 ]; then poweroff; else sudo -n poweroff; fi'
+	if command -v setsid >/dev/null 2>&1; then
+		setsid -f bash -c "$cmd" ephemera-poweroff "$poweroff_delay" </dev/null >/dev/null 2>&1
+	else
+		bash -c "$cmd" ephemera-poweroff "$poweroff_delay" </dev/null >/dev/null 2>&1 &
+		disown 2>/dev/null || true
+	fi
 	exit 1
 }
 
