@@ -193,40 +193,55 @@ func (r *jsonReader) array(field string, elem func() error) error {
 	}
 }
 
+// stringStop marks the bytes that end a run of plain string content: the
+// closing quote, a backslash and the control characters JSON forbids.
+var stringStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
 // rawString passes over a string at r.i and returns its content between
 // the quotes, and whether it holds escapes.
 func (r *jsonReader) rawString() (raw []byte, escaped bool, err error) {
 	r.i++ // the opening quote
 	start := r.i
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		switch {
-		case c == '"':
+	b := r.b
+	for {
+		i := r.i
+		for i < len(b) && !stringStop[b[i]] {
+			i++
+		}
+		r.i = i
+		if i >= len(b) {
+			return nil, false, errSyntax
+		}
+		switch b[i] {
+		case '"':
 			r.i++
-			return r.b[start : r.i-1], escaped, nil
-		case c == '\\':
+			return b[start:i], escaped, nil
+		case '\\':
 			escaped = true
-			if r.i+1 >= len(r.b) {
+			if i+1 >= len(b) {
 				return nil, false, errSyntax
 			}
-			switch r.b[r.i+1] {
+			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				r.i += 2
 			case 'u':
-				if len(r.b)-r.i < 6 || !isHex4(r.b[r.i+2:r.i+6]) {
+				if len(b)-i < 6 || !isHex4(b[i+2:i+6]) {
 					return nil, false, errSyntax
 				}
 				r.i += 6
 			default:
 				return nil, false, errSyntax
 			}
-		case c < 0x20:
+		default: // a control character
 			return nil, false, errSyntax
-		default:
-			r.i++
 		}
 	}
-	return nil, false, errSyntax
 }
 
 func isHex4(b []byte) bool {
