@@ -110,3 +110,20 @@ func TestEachGitHubCallFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+func TestACheckRunAnswersWithinTheCheckTimeout(t *testing.T) {
+	e := newEnv(t, func(c *policy.Config) {
+		c.CheckTimeout = 300 * time.Millisecond
+		c.GitHubTimeout = 10 * time.Second
+	})
+	e.gh.SetRepo(compliant())
+	e.gh.InjectFault(githubfake.Fault{Path: "/repos/*/*/collaborators", Delay: 5 * time.Second})
+	start := time.Now()
+	code, _ := e.checkRun(t, "/push/check-run", `{"repository_name":"acme/widgets"}`)
+	if code != http.StatusInternalServerError {
+		t.Fatalf("got %d, want 500", code)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("answered after %v, want about the 300ms check timeout", d)
+	}
+}
