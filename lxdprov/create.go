@@ -138,5 +138,23 @@ func (p *Provider) createError(ctx context.Context, pl *pool, name, userData str
 	if _, perr := rootDiskOf(pl.srv, pl.cfg.Profiles); errors.Is(perr, scaler.ErrMisconfigured) {
 		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, perr)
 	}
+	if p.atInstanceLimit() {
+		return fmt.Errorf("create instance %s: project %s is at its limits.instances: %w: %w", name, p.project, scaler.ErrNoCapacity, err)
+	}
 	return fmt.Errorf("create instance %s: %w", name, err)
+}
+
+// atInstanceLimit reports whether the project holds as many instances as
+// its limits.instances allows (LXD refuses more with a plain 500).
+func (p *Provider) atInstanceLimit() bool {
+	proj, _, err := p.srv.GetProject(p.project)
+	if err != nil {
+		return false
+	}
+	limit, err := strconv.Atoi(proj.Config["limits.instances"])
+	if err != nil {
+		return false
+	}
+	insts, err := p.srv.GetInstances(api.InstanceTypeAny)
+	return err == nil && len(insts) >= limit
 }

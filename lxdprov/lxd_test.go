@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 
@@ -437,4 +438,54 @@ func TestMetricsCountOperationsByOutcome(t *testing.T) {
 	if n := series["ephemera_lxd_operation_seconds"]; n != 2 {
 		t.Errorf("ephemera_lxd_operation_seconds has %d series, want 2 (create, delete)", n)
 	}
+}
+
+func TestProjectAtItsInstanceLimitIsOutOfCapacity(t *testing.T) {
+	t.Parallel()
+	client := lxdtest.Client(t)
+	pool := lxdtest.Pool()
+	project := pool.Name // a fresh name
+	// The project shares the default project's images and profiles.
+	err := client.CreateProject(api.ProjectsPost{Name: project, ProjectPut: api.ProjectPut{Config: map[string]string{
+		"features.images": "false", "features.profiles": "false", "limits.instances": "1",
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.DeleteProject(project) }) // after the provider's cleanup
+	cfg := lxdtest.Config(t, pool)
+	cfg.Project = project
+	p := lxdtest.New(t, cfg)
+
+	if err := p.Create(t.Context(), lxdtest.Spec(pool.Name)); err != nil {
+		t.Fatalf("first Create: %v", err)
+	}
+	if err := p.Create(t.Context(), lxdtest.Spec(pool.Name)); !errors.Is(err, scaler.ErrNoCapacity) {
+		t.Errorf("Create past limits.instances = %v, want ErrNoCapacity", err)
+	}
+}
+
+// Not parallel: goleak must see only this test's goroutines.
+func TestCloseLeavesNoGoroutinesBehind(t *testing.T) {
+	lxdtest.Require(t)
+	before := goleak.IgnoreCurrent()
+	pool := lxdtest.Pool()
+	p, err := lxdprov.New(t.Context(), lxdtest.Config(t, pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := lxdtest.Spec(pool.Name)
+	t.Cleanup(func() { lxdtest.ForceDelete(t, spec.Name) })
+	// Waiting on operations opens LXD's event websocket, which the LXD
+	// client would keep for up to a minute.
+	if err := p.Create(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(t.Context(), spec.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goleak.VerifyNone(t, before)
 }

@@ -46,6 +46,7 @@ type Config struct {
 // pools on LXD. It is safe for concurrent use.
 type Provider struct {
 	srv       server // the project's, for every call not bound to a pool
+	project   string
 	pools     map[string]*pool
 	policyURL string
 	hook      string
@@ -96,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	p := &Provider{
 		srv:         base.UseProject(cfg.Project),
+		project:     cfg.Project,
 		pools:       make(map[string]*pool, len(cfg.Pools)),
 		policyURL:   cfg.PolicyURL,
 		hook:        cfg.PreJobHook,

@@ -16,6 +16,7 @@ type server interface {
 	GetImageAlias(name string) (*api.ImageAliasesEntry, string, error)
 	GetImage(fingerprint string) (*api.Image, string, error)
 	GetProfile(name string) (*api.Profile, string, error)
+	GetProject(name string) (*api.Project, string, error)
 	HasExtension(extension string) bool
 }
 

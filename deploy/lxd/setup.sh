@@ -6,7 +6,8 @@
 #     disk when missing (and no network: instances here get no NIC),
 #   - builds the tiny "ephemera-test" image and (re)imports it when it is
 #     missing or its content changed,
-#   - deletes instances named eph-* left over by earlier test runs.
+#   - deletes instances named eph-* (and test projects t-xxxxxx) left over by
+#     earlier test runs.
 # Run it as root on a Debian machine; a second run changes nothing.
 # It is meant for dev and CI machines only: it deletes every eph-* instance.
 #
@@ -92,11 +93,22 @@ if [[ $current != "$fingerprint" ]]; then
 fi
 
 # --- leftovers -------------------------------------------------------------
+# Test runs that were killed leave instances eph-* behind, and projects t-*
+# (named like lxdtest's pools) with theirs.
 if [[ ${EPHEMERA_KEEP_INSTANCES:-0} != 1 ]]; then
-	for name in $(lxc list --format csv --columns n 'eph-.*' 2>/dev/null || true); do
-		[[ $name == eph-* ]] || continue
-		say "deleting leftover instance $name"
-		lxc delete --force "$name" >/dev/null 2>&1 || true
+	delete_leftovers() { # project
+		for name in $(lxc list --project "$1" --format csv --columns n 2>/dev/null || true); do
+			[[ $name == eph-* ]] || continue
+			say "deleting leftover instance $name (project $1)"
+			lxc delete --project "$1" --force "$name" >/dev/null 2>&1 || true
+		done
+	}
+	delete_leftovers default
+	for project in $(lxc project list --format csv 2>/dev/null | cut -d, -f1); do
+		[[ $project =~ ^t-[0-9a-f]{6}$ ]] || continue
+		delete_leftovers "$project"
+		say "deleting leftover test project $project"
+		lxc project delete "$project" >/dev/null 2>&1 || true
 	done
 fi
 

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -203,7 +204,7 @@ func Spec(pool string) scaler.InstanceSpec {
 func Instance(t testing.TB, name string) *api.Instance {
 	t.Helper()
 	inst, _, err := Client(t).GetInstance(name)
-	if api.StatusErrorCheck(err, 404) {
+	if api.StatusErrorCheck(err, http.StatusNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -229,4 +230,21 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ForceDelete deletes the instance through the raw client, whatever the
+// provider's state; an instance already gone is fine. For cleanups of
+// tests that close their provider.
+func ForceDelete(t testing.TB, name string) {
+	t.Helper()
+	c := Client(t)
+	if op, err := c.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
+		_ = op.Wait()
+	}
+	if op, err := c.DeleteInstance(name); err == nil {
+		_ = op.Wait()
+	}
+	if Instance(t, name) != nil {
+		t.Errorf("cleanup: instance %s still exists", name)
+	}
 }
