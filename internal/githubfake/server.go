@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path"
 	"strconv"
 	"sync"
@@ -41,6 +42,9 @@ type Fault struct {
 	Delay time.Duration
 	// Times is how many requests the fault applies to; 0 means until removed.
 	Times int
+	// LoseResponse runs the real handler (its effect happens) and then
+	// answers Status (default 502) instead: an answer lost on the way.
+	LoseResponse bool
 	// OnMatch, when set, is called (on the request's goroutine) each time
 	// the fault applies, before Delay: a test's hook into a request that
 	// is in flight.
@@ -221,6 +225,13 @@ func (s *Server) applyFaults(next http.Handler) http.Handler {
 			}
 		}
 		switch {
+		case f.LoseResponse:
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			status := f.Status
+			if status == 0 {
+				status = http.StatusBadGateway
+			}
+			writeJSON(w, status, map[string]string{"message": http.StatusText(status)})
 		case f.RetryAfter > 0:
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 			w.Header().Set("X-RateLimit-Remaining", "0")

@@ -1,0 +1,434 @@
+package scaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghclient"
+	"github.com/ephemera-ci/ephemera/internal/jobs"
+	"github.com/ephemera-ci/ephemera/internal/logkey"
+)
+
+// takeoverGrace is how long past a claim's deadline another replica
+// waits before it takes the claim over: the claimant's own create was
+// bounded by the deadline, so by then it has given up.
+const takeoverGrace = time.Second
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, jobs.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "ephemera scaler replicas: workflow_job events",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		FilterSubject: jobs.SubjectAll,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 20000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scaler: consumer %s: %w", cfg.Consumer, err)
+	}
+	return c, nil
+}
+
+// disposition is what to do with a message once handled.
+type disposition struct {
+	kind   int // ack, nak, term
+	delay  time.Duration
+	reason string
+}
+
+const (
+	dAck = iota
+	dNak
+	dTerm
+)
+
+func ack() disposition                { return disposition{kind: dAck} }
+func nak(d time.Duration) disposition { return disposition{kind: dNak, delay: d} }
+func term(reason string) disposition  { return disposition{kind: dTerm, reason: reason} }
+func (d disposition) String() string  { return [...]string{"ack", "nak", "term"}[d.kind] }
+func (s *Scaler) backoff(n uint64) time.Duration {
+	d := s.cfg.CapacityRetry
+	for i := uint64(1); i < n && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// consume handles the shared consumer's messages, Concurrency at a time,
+// until ctx ends; then it stops pulling, lets in-flight work finish for
+// ShutdownGrace, and cancels (and undoes) what is still running.
+func (s *Scaler) consume(ctx context.Context) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	cc, err := s.cons.Consume(func(msg jetstream.Msg) {
+		if ctx.Err() != nil {
+			_ = msg.Nak() // shutting down: let another replica have it now
+			return
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.handle(work, msg)
+		}()
+	}, jetstream.PullMaxMessages(s.cfg.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			s.log.Warn().Err(err).Msg("consume")
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("scaler: consume: %w", err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(s.cfg.ShutdownGrace):
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		cancelWork()
+		<-done
+	}
+	return nil
+}
+
+// handle decides one message's fate and tells JetStream.
+func (s *Scaler) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, _ := msg.Metadata()
+	var delivered uint64 = 1
+	if meta != nil {
+		delivered = meta.NumDelivered
+	}
+	var ev jobs.Event
+	d := s.decide(ctx, msg, delivered, &ev)
+	if ctx.Err() != nil && d.kind == dNak {
+		d.delay = 0 // cancelled mid-work: another replica should take it at once
+	}
+	log := s.log.With().Str(logkey.Delivery, ev.Delivery).Int64(logkey.Job, ev.JobID).Str(logkey.Pool, ev.Pool).
+		Str(logkey.Action, string(ev.Action)).Str(logkey.Outcome, d.String()).Logger()
+	var err error
+	switch d.kind {
+	case dAck:
+		err = msg.Ack()
+	case dNak:
+		if d.delay > 0 {
+			err = msg.NakWithDelay(d.delay)
+		} else {
+			err = msg.Nak()
+		}
+	case dTerm:
+		s.m.terminated.WithLabelValues(d.reason).Inc()
+		log.Error().Str(logkey.Reason, d.reason).Msg("job message terminated: it can never be processed")
+		err = msg.TermWithReason(d.reason)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("answer jetstream")
+	}
+}
+
+func (s *Scaler) decide(ctx context.Context, msg jetstream.Msg, delivered uint64, ev *jobs.Event) disposition {
+	subjPool, action, err := jobs.ParseSubject(msg.Subject())
+	if err != nil {
+		return term("bad_subject")
+	}
+	if err := json.Unmarshal(msg.Data(), ev); err != nil {
+		return term("malformed")
+	}
+	if ev.V != jobs.Version {
+		return term("unknown_version")
+	}
+	if ev.Pool == "" {
+		ev.Pool = subjPool
+	}
+	if ev.Action == "" {
+		ev.Action = action
+	}
+	if ev.JobID <= 0 {
+		return term("no_job_id")
+	}
+	pool, ok := s.pools[ev.Pool]
+	if !ok {
+		return term("unknown_pool")
+	}
+	switch ev.Action {
+	case jobs.Queued:
+		return s.onQueued(ctx, msg, delivered, *ev, pool)
+	case jobs.InProgress:
+		return s.onInProgress(ctx, delivered, *ev, pool)
+	case jobs.Completed:
+		return s.onCompleted(ctx, delivered, *ev, pool)
+	default: // waiting: nothing to do until it is queued
+		return ack()
+	}
+}
+
+func (s *Scaler) jobLog(ev jobs.Event) zerolog.Logger {
+	return s.log.With().Int64(logkey.Job, ev.JobID).Str(logkey.Pool, ev.Pool).Str(logkey.Repo, ev.Repository).Logger()
+}
+
+// onQueued gives a queued job its one job-bound runner. The job's claim
+// key, created first-wins, makes every other delivery of the job (a
+// redelivery, a duplicate under a new delivery id, another replica) a
+// no-op; a claim whose claimant died is taken over past its deadline. A
+// job whose pool is at max waits (its claim says so, for `ephemera
+// status`) and is delivered again after CapacityRetry.
+func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
+	key := jobKey(ev.JobID)
+	for range 3 {
+		c, err := get[claimRec](ctx, s.kv.jobs, key)
+		if err != nil {
+			log := s.jobLog(ev)
+			log.Warn().Err(err).Msg("read job claim")
+			return nak(s.backoff(delivered))
+		}
+		switch {
+		case c.Found && c.Val.NoRunner:
+			s.m.jobs.WithLabelValues(pool.Name, "cancelled").Inc()
+			return ack()
+		case !c.Found, c.Val.State == claimWaiting:
+		case c.Val.State == claimProvisioned:
+			s.m.jobs.WithLabelValues(pool.Name, "duplicate").Inc()
+			return ack()
+		case s.now().Before(c.Val.Deadline.Add(takeoverGrace)):
+			// Being provisioned (by us or another replica): look again later.
+			return nak(s.cfg.CapacityRetry)
+		default:
+			return s.takeOver(ctx, msg, delivered, ev, pool, c)
+		}
+		now := s.now().UTC()
+		claim := claimRec{
+			JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, InstallationID: ev.InstallationID,
+			State: claimWaiting, ClaimedAt: now, JobCreatedAt: ev.CreatedAt, ReceivedAt: ev.ReceivedAt,
+		}
+		if c.Found {
+			claim = c.Val
+		}
+		if s.slots.used(pool.Name) >= pool.Max {
+			s.sweepSoon(pool)
+			s.m.jobs.WithLabelValues(pool.Name, "capacity_wait").Inc()
+			if !c.Found {
+				_, _ = s.kv.jobs.Create(ctx, key, encode(claim))
+			}
+			return nak(s.cfg.CapacityRetry)
+		}
+		claim.State, claim.Runner, claim.Owner = claimClaimed, runnerName(pool.Name), s.cfg.ReplicaID
+		claim.Deadline, claim.Attempts = now.Add(s.cfg.ProvisionTimeout), claim.Attempts+1
+		var rev uint64
+		if c.Found {
+			rev, err = s.kv.jobs.Update(ctx, key, encode(claim), c.Rev)
+		} else {
+			rev, err = s.kv.jobs.Create(ctx, key, encode(claim))
+		}
+		if isConflict(err) {
+			continue // someone else claimed it just now: look at their claim
+		}
+		if err != nil {
+			log := s.jobLog(ev)
+			log.Warn().Err(err).Msg("claim job")
+			return nak(s.backoff(delivered))
+		}
+		return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
+	}
+	return nak(s.cfg.CapacityRetry)
+}
+
+// serveClaim provisions the runner a claim (at revision rev) names.
+func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, claim claimRec, rev uint64) disposition {
+	log := s.jobLog(ev)
+	since := ev.ReceivedAt
+	if since.IsZero() {
+		since = s.now()
+	}
+	err := s.provision(ctx, provisionReq{
+		pool: pool, name: claim.Runner, jobID: ev.JobID, inst: ev.InstallationID,
+		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() },
+	})
+	if err != nil {
+		// Give the claim back so that the next delivery, anywhere, starts afresh.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
+		if s.cfg.MaxDeliver > 0 && delivered >= uint64(s.cfg.MaxDeliver) && !errors.Is(err, errPoolFull) {
+			// The last delivery: leave the claim, expired, for the
+			// reconciler to serve the job from.
+			claim.Deadline = s.now().UTC()
+		} else {
+			// Back to waiting: the next delivery, anywhere, starts afresh.
+			claim.State, claim.Runner, claim.Owner = claimWaiting, "", ""
+		}
+		if _, uerr := s.kv.jobs.Update(uctx, jobKey(ev.JobID), encode(claim), rev); uerr != nil && !isConflict(uerr) {
+			log.Warn().Err(uerr).Msg("release job claim")
+		}
+		if errors.Is(err, errPoolFull) {
+			s.sweepSoon(pool)
+			s.m.jobs.WithLabelValues(pool.Name, "capacity_wait").Inc()
+			return nak(s.cfg.CapacityRetry)
+		}
+		s.m.jobs.WithLabelValues(pool.Name, "failed").Inc()
+		delay := s.backoff(delivered)
+		if errors.Is(err, ErrMisconfigured) {
+			delay = time.Minute
+		}
+		if rl, ok := errors.AsType[*ghclient.RateLimitedError](err); ok {
+			delay = max(delay, time.Until(rl.Until))
+		}
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("provision job runner failed; undone, will retry")
+		return nak(delay)
+	}
+	claim.State = claimProvisioned
+	if _, err := s.kv.jobs.Update(ctx, jobKey(ev.JobID), encode(claim), rev); err != nil {
+		// Someone took the claim over meanwhile (or moved it on): ours is
+		// a runner too many for this job. Remove it, GitHub first.
+		after, gerr := get[claimRec](ctx, s.kv.jobs, jobKey(ev.JobID))
+		if gerr == nil && after.Found && after.Val.Runner != claim.Runner {
+			rec, _ := get[runnerRec](ctx, s.kv.runners, claim.Runner)
+			if rerr := s.removeRunner(ctx, rec.Val, 0); rerr != nil {
+				log.Warn().Err(rerr).Str(logkey.Runner, claim.Runner).Msg("remove surplus job runner")
+			}
+			return ack()
+		}
+		log.Warn().Err(err).Msg("record job provisioned")
+	}
+	s.m.jobs.WithLabelValues(pool.Name, "provisioned").Inc()
+	return ack()
+}
+
+// takeOver continues a job whose claimant is past its deadline: it adopts
+// the claimant's runner when that got created after all, and otherwise
+// cleans up after it and provisions afresh under a compare-and-set, so
+// that only one replica takes over.
+func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, c entry[claimRec]) disposition {
+	log := s.jobLog(ev).With().Str("previous_owner", c.Val.Owner).Str(logkey.Runner, c.Val.Runner).Logger()
+	old, err := get[runnerRec](ctx, s.kv.runners, c.Val.Runner)
+	if err != nil {
+		return nak(s.backoff(delivered))
+	}
+	exists := old.Found && old.Val.State.rank() >= runnerStarted.rank()
+	if !exists && c.Val.Runner != "" {
+		insts, err := s.cfg.Provisioner.List(ctx)
+		if err != nil {
+			log.Warn().Err(err).Msg("list instances for takeover")
+			return nak(s.backoff(delivered))
+		}
+		for _, in := range insts {
+			if in.Name == c.Val.Runner && (in.State == StateRunning || in.State == StateStarting) {
+				exists = true
+			}
+		}
+	}
+	if exists {
+		c.Val.State = claimProvisioned
+		if _, err := s.kv.jobs.Update(ctx, c.Key, encode(c.Val), c.Rev); err != nil && !isConflict(err) {
+			return nak(s.backoff(delivered))
+		}
+		log.Info().Msg("job claim adopted: its runner exists")
+		return ack()
+	}
+	if old.Found {
+		if err := s.removeRunner(ctx, old.Val, 0); err != nil {
+			log.Warn().Err(err).Msg("clean up after dead claimant; the reconciler will retry")
+		}
+	}
+	now := s.now().UTC()
+	claim := c.Val
+	claim.Runner, claim.Owner, claim.ClaimedAt = runnerName(pool.Name), s.cfg.ReplicaID, now
+	claim.Deadline, claim.Attempts = now.Add(s.cfg.ProvisionTimeout), c.Val.Attempts+1
+	rev, err := s.kv.jobs.Update(ctx, c.Key, encode(claim), c.Rev)
+	if err != nil {
+		return nak(s.cfg.CapacityRetry) // another replica took over first
+	}
+	log.Info().Str("new_runner", claim.Runner).Msg("job claim taken over from a claimant past its deadline")
+	return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
+}
+
+// onInProgress records that a runner took a job.
+func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
+	if ev.RunnerName != "" {
+		_, moved, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
+			if r.State.rank() >= runnerBusy.rank() {
+				return false
+			}
+			r.State, r.BusyJob, r.IdleSince = runnerBusy, ev.JobID, time.Time{}
+			if r.OnlineAt.IsZero() {
+				r.OnlineAt = s.now().UTC()
+			}
+			return true
+		})
+		if err != nil {
+			return nak(s.backoff(delivered))
+		}
+		if moved && !ev.CreatedAt.IsZero() && !ev.StartedAt.IsZero() {
+			s.m.jobWait.WithLabelValues(pool.Name).Observe(max(0, ev.StartedAt.Sub(ev.CreatedAt).Seconds()))
+		}
+	}
+	if _, _, err := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
+		if c.Started {
+			return false
+		}
+		c.Started = true
+		return true
+	}); err != nil {
+		return nak(s.backoff(delivered))
+	}
+	s.m.jobs.WithLabelValues(pool.Name, "in_progress").Inc()
+	return ack()
+}
+
+// onCompleted records a finished (or cancelled) job. A job cancelled
+// before any runner took it needs no runner: its claim says so, and a
+// queued delivery that comes late creates none.
+func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
+	if ev.RunnerName != "" {
+		if _, _, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
+			if r.State == runnerDone {
+				return false
+			}
+			r.State, r.DoneAt, r.IdleSince = runnerDone, s.now().UTC(), time.Time{}
+			return true
+		}); err != nil {
+			return nak(s.backoff(delivered))
+		}
+	}
+	noRunner := ev.RunnerName == ""
+	_, found, err := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
+		if c.Completed {
+			return false
+		}
+		c.Completed = true
+		c.NoRunner = noRunner && !c.Started && c.State == claimWaiting
+		return true
+	})
+	if err != nil {
+		return nak(s.backoff(delivered))
+	}
+	if !found && noRunner {
+		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: true}
+		if _, err := s.kv.jobs.Create(ctx, jobKey(ev.JobID), encode(tomb)); isConflict(err) {
+			return nak(s.cfg.CapacityRetry) // a claim appeared meanwhile: mark it next time
+		} else if err != nil {
+			return nak(s.backoff(delivered))
+		}
+	}
+	action := "completed"
+	if ev.Conclusion == "cancelled" {
+		action = "cancelled"
+	}
+	s.m.jobs.WithLabelValues(pool.Name, action).Inc()
+	return ack()
+}

@@ -1,0 +1,246 @@
+package scaler_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghclient"
+	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/scaler"
+	"github.com/ephemera-ci/ephemera/scaler/scalertest"
+)
+
+var (
+	keyOnce sync.Once
+	keyPEM  string
+)
+
+func appKey(t testing.TB) config.Secret {
+	keyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		keyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
+	})
+	return config.NewSecret(keyPEM)
+}
+
+// env is one test's world: embedded JetStream, the GitHub stand-in with
+// its webhooks bridged into the job stream, an in-memory LXD.
+type env struct {
+	t       testing.TB
+	srv     *server.Server
+	bus     *bus.Bus
+	fake    *githubfake.Server
+	prov    *scalertest.Provisioner
+	tokens  *scalertest.Minter
+	bridge  *scalertest.Bridge
+	clients *ghclient.Clients
+	gh      scaler.GitHub
+	pools   []config.Pool
+	reg     *prometheus.Registry
+}
+
+func pool(name string, minIdle, maxN int) config.Pool {
+	return config.Pool{Name: name, Labels: []string{"self-hosted", "linux", name}, MinIdle: minIdle, Max: maxN, Image: "img", InstanceType: "container"}
+}
+
+func newEnv(t testing.TB, pools ...config.Pool) *env {
+	t.Helper()
+	b, srv := bustest.Open(t)
+	fake, err := githubfake.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	e := &env{t: t, srv: srv, bus: b, fake: fake, tokens: &scalertest.Minter{}, pools: pools, reg: prometheus.NewRegistry()}
+	e.clients, err = ghclient.New(ghclient.Config{
+		APIURL: fake.URL, AppID: 1, PrivateKey: appKey(t), InstallationID: 1, Timeout: time.Second,
+		Registerer: e.reg, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.gh, err = scaler.NewGitHub(scaler.GitHubConfig{Clients: e.clients, Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	e.prov = &scalertest.Provisioner{OnCreated: func(spec scaler.InstanceSpec) { _ = fake.RunnerOnline(spec.Name) }}
+	fake.OnRunnerExit(e.prov.Exit)
+	e.bridge = scalertest.NewBridge(b.JS, pools, "s3cret")
+	t.Cleanup(e.bridge.Close)
+	fake.SetWebhook(githubfake.WebhookConfig{URL: e.bridge.URL, Secret: "s3cret"})
+	return e
+}
+
+func testLog(t testing.TB) zerolog.Logger {
+	if os.Getenv("EPHEMERA_TEST_LOG") == "" {
+		return zerolog.Nop()
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+}
+
+// config is a scaler config with test timing: everything fast.
+func (e *env) config(mods ...func(*scaler.Config)) scaler.Config {
+	cfg := scaler.Config{
+		Pools: e.pools, JetStream: e.bus.JS, Provisioner: e.prov, GitHub: e.gh, Tokens: e.tokens,
+		Interval: 200 * time.Millisecond, BootstrapTimeout: 3 * time.Second, IdleGrace: 300 * time.Millisecond,
+		ProvisionTimeout: 3 * time.Second, AckWait: 2 * time.Second, CapacityRetry: 100 * time.Millisecond,
+		ShutdownGrace: time.Second, JITPerSecond: -1, Log: testLog(e.t),
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	return cfg
+}
+
+// replica is one running scaler.
+type replica struct {
+	s      *scaler.Scaler
+	cancel context.CancelFunc
+	done   chan error
+	reg    *prometheus.Registry
+}
+
+// start runs a scaler replica (on its own NATS connection) until stop or
+// the test's end.
+func (e *env) start(cfg scaler.Config) *replica {
+	e.t.Helper()
+	if cfg.Registerer == nil {
+		r := prometheus.NewRegistry()
+		cfg.Registerer = r
+	}
+	conn := bustest.Connect(e.t, e.srv.ClientURL())
+	cfg.JetStream = conn.JS
+	s, err := scaler.New(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{s: s, cancel: cancel, done: make(chan error, 1), reg: cfg.Registerer.(*prometheus.Registry)}
+	go func() { r.done <- s.Run(ctx) }()
+	e.t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) stop() {
+	r.cancel()
+	<-r.done
+	r.done <- nil // stop is idempotent
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) queue(n int, p config.Pool, d time.Duration) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = e.fake.QueueJob(githubfake.JobSpec{Labels: []string{"self-hosted", p.Name}, Duration: d})
+	}
+	return ids
+}
+
+func (e *env) allCompleted(ids []int64) func() bool {
+	return func() bool {
+		for _, id := range ids {
+			if j, _ := e.fake.GetJob(id); j.Status != githubfake.JobCompleted {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// clean reports whether nothing is left: no instance, no registration, no
+// slot.
+func (e *env) clean() bool {
+	return len(e.prov.Instances()) == 0 && len(e.fake.Runners()) == 0 && e.countKeys(scaler.BucketSlots) == 0
+}
+
+func (e *env) countKeys(bucket string) int {
+	kv, err := e.bus.JS.KeyValue(context.Background(), bucket)
+	if err != nil {
+		return -1
+	}
+	keys, err := kv.Keys(context.Background())
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return 0
+	}
+	if err != nil {
+		return -1
+	}
+	return len(keys)
+}
+
+// jobBoundCreates counts successful creates per job.
+func (e *env) jobBoundCreates() map[int64]int {
+	out := map[int64]int{}
+	for _, s := range e.prov.Specs() {
+		if s.JobID != 0 {
+			out[s.JobID]++
+		}
+	}
+	return out
+}
+
+func counter(t testing.TB, r *prometheus.Registry, c prometheus.Collector) float64 {
+	t.Helper()
+	return testutil.ToFloat64(c)
+}
+
+func metricSum(t testing.TB, r *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := r.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metric
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
+}

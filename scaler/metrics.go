@@ -1,0 +1,57 @@
+package scaler
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	jobs       *prometheus.CounterVec   // ephemera_jobs_total{pool,action}
+	runners    *prometheus.GaugeVec     // ephemera_runners{pool,state}
+	provision  *prometheus.HistogramVec // ephemera_provision_seconds{pool}
+	jobWait    *prometheus.HistogramVec // ephemera_job_wait_seconds{pool}
+	reconcile  *prometheus.CounterVec   // ephemera_reconcile_actions_total{pool,action}
+	terminated *prometheus.CounterVec   // ephemera_scaler_messages_terminated_total{reason}
+	leader     prometheus.Gauge         // ephemera_scaler_leader
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	buckets := []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
+	m := &metrics{
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ephemera_jobs_total",
+			Help: "Job events handled by the scaler, by pool and what was done (provisioned, duplicate, capacity_wait, failed, in_progress, completed, cancelled, ...).",
+		}, []string{"pool", "action"}),
+		runners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ephemera_runners",
+			Help: "Runners by pool and state (idle, busy, provisioning, finishing), as of the last reconcile.",
+		}, []string{"pool", "state"}),
+		provision: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ephemera_provision_seconds", Buckets: buckets,
+			Help: "From the queued event's arrival (or the reconciler's decision) to the runner's instance running.",
+		}, []string{"pool"}),
+		jobWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ephemera_job_wait_seconds", Buckets: buckets,
+			Help: "How long jobs waited for a runner: GitHub's created_at to started_at.",
+		}, []string{"pool"}),
+		reconcile: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ephemera_reconcile_actions_total",
+			Help: "Reconciler actions by pool and action (top_up, trim, trim_busy, bootstrap_timeout, orphan_registration, delete_finished, release_slot, reprovision, redeliver, adopt).",
+		}, []string{"pool", "action"}),
+		terminated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ephemera_scaler_messages_terminated_total",
+			Help: "Job messages the scaler gave up on, by reason.",
+		}, []string{"reason"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ephemera_scaler_leader",
+			Help: "1 while this replica holds the reconciler lease.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.jobs, m.runners, m.provision, m.jobWait, m.reconcile, m.terminated, m.leader} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register scaler metrics: %w", err)
+		}
+	}
+	return m, nil
+}

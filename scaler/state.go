@@ -1,0 +1,254 @@
+package scaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KV buckets. All state is here: any replica may crash at any moment and
+// another one carries on from these, LXD and GitHub.
+const (
+	BucketRunners = "ephemera_scaler_runners" // runner name → runnerRec
+	BucketJobs    = "ephemera_scaler_jobs"    // job id → claimRec
+	BucketSlots   = "ephemera_scaler_slots"   // <pool>.<n> → runner name
+	BucketLeader  = "ephemera_scaler_leader"  // "reconciler" → replica id, TTL
+	BucketMeta    = "ephemera_scaler_meta"    // delivery cursor, pool status
+
+	// JobClaimTTL is how long a job claim is remembered: a duplicate or
+	// late queued delivery within it gets no second runner.
+	JobClaimTTL = 24 * time.Hour
+
+	leaderKey       = "reconciler"
+	cursorKey       = "deliveries.cursor"
+	statusKeyPrefix = "status."
+)
+
+type stores struct {
+	runners, jobs, slots, leader, meta jetstream.KeyValue
+}
+
+func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (*stores, error) {
+	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, TTL: ttl, Replicas: replicas, Storage: jetstream.FileStorage, History: 1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("scaler: bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}
+	var st stores
+	var err error
+	if st.runners, err = mk(BucketRunners, "ephemera runners: state of every runner the scaler created", 0); err != nil {
+		return nil, err
+	}
+	if st.jobs, err = mk(BucketJobs, "ephemera job claims: one job-bound runner per job", JobClaimTTL); err != nil {
+		return nil, err
+	}
+	if st.slots, err = mk(BucketSlots, "ephemera pool slots: one per instance, at most max per pool", 0); err != nil {
+		return nil, err
+	}
+	if st.leader, err = mk(BucketLeader, "ephemera reconciler leader lease", leaseTTL); err != nil {
+		return nil, err
+	}
+	if st.meta, err = mk(BucketMeta, "ephemera scaler: hook delivery cursor, pool status", 0); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// runnerState is where a runner is in its life, as the scaler knows it.
+// States only move forward.
+type runnerState string
+
+const (
+	runnerProvisioning runnerState = "provisioning" // slot held, registering or creating
+	runnerStarted      runnerState = "started"      // instance running
+	runnerBusy         runnerState = "busy"         // GitHub said it took a job
+	runnerDone         runnerState = "done"         // its job completed; the instance is on its way out
+)
+
+func (s runnerState) rank() int {
+	switch s {
+	case runnerProvisioning:
+		return 0
+	case runnerStarted:
+		return 1
+	case runnerBusy:
+		return 2
+	case runnerDone:
+		return 3
+	}
+	return -1
+}
+
+// runnerRec is one runner's record in BucketRunners.
+type runnerRec struct {
+	Name           string      `json:"name"`
+	Pool           string      `json:"pool"`
+	JobID          int64       `json:"job_id,omitempty"` // the job it was created for
+	InstallationID int64       `json:"installation_id,omitempty"`
+	RunnerID       int64       `json:"runner_id,omitempty"` // GitHub's id
+	Owner          string      `json:"owner"`
+	State          runnerState `json:"state"`
+	Slot           string      `json:"slot"`
+	CreatedAt      time.Time   `json:"created_at"`
+	Deadline       time.Time   `json:"deadline"` // provisioning must end by then
+	StartedAt      time.Time   `json:"started_at,omitzero"`
+	OnlineAt       time.Time   `json:"online_at,omitzero"` // first seen online
+	IdleSince      time.Time   `json:"idle_since,omitzero"`
+	BusyJob        int64       `json:"busy_job,omitempty"`
+	DoneAt         time.Time   `json:"done_at,omitzero"`
+}
+
+// claimState is where a job's own runner is.
+type claimState string
+
+const (
+	claimWaiting     claimState = "waiting"     // no runner yet (its pool is at max)
+	claimClaimed     claimState = "claimed"     // a replica is provisioning its runner
+	claimProvisioned claimState = "provisioned" // its runner exists
+)
+
+// claimRec is one job's claim in BucketJobs. Whoever moves it to claimed
+// first (create, or compare-and-set from waiting) provisions the job's one
+// runner. Every queued job gets one runner, whichever runner GitHub hands
+// it to, so a job that started elsewhere still gets its own (which then
+// idles); only a job cancelled before it started needs none.
+type claimRec struct {
+	JobID          int64      `json:"job_id"`
+	Pool           string     `json:"pool"`
+	Repo           string     `json:"repo"`
+	InstallationID int64      `json:"installation_id,omitempty"`
+	State          claimState `json:"state"`
+	Runner         string     `json:"runner,omitempty"`
+	Owner          string     `json:"owner,omitempty"`
+	ClaimedAt      time.Time  `json:"claimed_at"`
+	Deadline       time.Time  `json:"deadline,omitzero"`
+	JobCreatedAt   time.Time  `json:"job_created_at,omitzero"` // GitHub's created_at
+	ReceivedAt     time.Time  `json:"received_at,omitzero"`
+	Attempts       int        `json:"attempts"`
+	Started        bool       `json:"started,omitempty"`   // a runner took the job
+	Completed      bool       `json:"completed,omitempty"` // the job is over
+	NoRunner       bool       `json:"no_runner,omitempty"` // cancelled before it started: needs no runner
+}
+
+// waiting reports whether the job still waits for a runner to take it.
+func (c claimRec) waiting() bool { return !c.Started && !c.Completed }
+
+func jobKey(id int64) string { return strconv.FormatInt(id, 10) }
+
+func slotKey(pool string, n int) string { return pool + "." + strconv.Itoa(n) }
+
+// entry is a decoded KV value with its revision.
+type entry[T any] struct {
+	Key      string
+	Val      T
+	Rev      uint64
+	Created  time.Time
+	Found    bool
+	Deleted  bool
+	rawValue []byte
+}
+
+func get[T any](ctx context.Context, kv jetstream.KeyValue, key string) (entry[T], error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return entry[T]{Key: key}, nil
+	}
+	if err != nil {
+		return entry[T]{Key: key}, fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
+	}
+	out := entry[T]{Key: key, Rev: e.Revision(), Created: e.Created(), Found: true, rawValue: e.Value()}
+	if err := json.Unmarshal(e.Value(), &out.Val); err != nil {
+		return out, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return out, nil
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own record types are encoded
+	}
+	return b
+}
+
+// update applies f to the record at key with compare-and-set, retrying on
+// a concurrent write. f returns false to leave the record as it is. A
+// missing key is left missing.
+func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(*T) bool) (T, bool, error) {
+	for range 20 {
+		e, err := get[T](ctx, kv, key)
+		if err != nil || !e.Found {
+			return e.Val, false, err
+		}
+		if !f(&e.Val) {
+			return e.Val, false, nil
+		}
+		_, err = kv.Update(ctx, key, encode(e.Val), e.Rev)
+		if err == nil {
+			return e.Val, true, nil
+		}
+		if !isConflict(err) {
+			return e.Val, false, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
+		}
+	}
+	var zero T
+	return zero, false, fmt.Errorf("update %s/%s: too much contention", kv.Bucket(), key)
+}
+
+// isConflict reports a failed compare-and-set or create.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
+}
+
+// loadAll reads every live key of a bucket.
+func loadAll[T any](ctx context.Context, kv jetstream.KeyValue) (map[string]entry[T], error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+	}
+	defer w.Stop() //nolint:errcheck
+	out := map[string]entry[T]{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return out, nil
+			}
+			if e == nil {
+				return out, nil // caught up
+			}
+			var v T
+			if json.Unmarshal(e.Value(), &v) != nil {
+				continue
+			}
+			out[e.Key()] = entry[T]{Key: e.Key(), Val: v, Rev: e.Revision(), Created: e.Created(), Found: true}
+		}
+	}
+}
+
+// deleteRev deletes key if it is still at rev (0: unconditionally).
+func deleteRev(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := kv.Delete(ctx, key, opts...)
+	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return nil
+}
