@@ -64,6 +64,11 @@ func connect(ctx context.Context, cfg Config, conns *connTracker) (lxd.InstanceS
 		if err != nil {
 			return nil, "", fmt.Errorf("connect to LXD at %s: %w", cfg.URL, err)
 		}
+		if info, _, err := srv.GetServer(); err != nil {
+			return nil, "", fmt.Errorf("connect to LXD at %s: %w", cfg.URL, err)
+		} else if info.Auth != "trusted" {
+			return nil, "", fmt.Errorf("LXD at %s does not trust the client certificate %s (add it with lxc config trust add)", cfg.URL, cfg.ClientCert)
+		}
 		return srv, cfg.URL, nil
 	}
 

@@ -4,6 +4,7 @@
 #   - starts the LXD daemon when it is not running and waits for it,
 #   - creates the "default" dir storage pool and the default profile's root
 #     disk when missing (and no network: instances here get no NIC),
+#   - makes LXD listen for HTTPS on 127.0.0.1:8443 when it listens nowhere,
 #   - builds the tiny "ephemera-test" image and (re)imports it when it is
 #     missing or its content changed,
 #   - deletes instances named eph-* (and test projects t-xxxxxx) left over by
@@ -16,10 +17,13 @@
 #                           example one holding sbin/ephemera-run).
 #   EPHEMERA_IMAGE_ALIAS    the image alias (default ephemera-test).
 #   EPHEMERA_KEEP_INSTANCES set to 1 to keep leftover eph-* instances.
+#   EPHEMERA_LXD_HTTPS      LXD's HTTPS listener when it has none
+#                           (default 127.0.0.1:8443).
 set -euo pipefail
 
 alias_name=${EPHEMERA_IMAGE_ALIAS:-ephemera-test}
 overlay=${EPHEMERA_IMAGE_OVERLAY:-}
+https_address=${EPHEMERA_LXD_HTTPS:-127.0.0.1:8443}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 logfile=/var/log/lxd-ephemera.log
 
@@ -70,6 +74,13 @@ for dev in $(lxc profile device list default); do
 		lxc profile device remove default "$dev" >/dev/null
 	fi
 done
+
+# --- HTTPS listener --------------------------------------------------------
+# On loopback only, for the tests of lxdprov's HTTPS connection (lxd.url).
+if [[ -z $(lxc config get core.https_address) ]]; then
+	say "LXD listens on https://$https_address"
+	lxc config set core.https_address "$https_address"
+fi
 
 # --- image -----------------------------------------------------------------
 # The image is built reproducibly (fixed times, owners and order), so its
