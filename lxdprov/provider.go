@@ -95,8 +95,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lxdprov: %w", err)
 	}
+	// One client for the project (and one per cluster target): each keeps
+	// its own event websocket for waiting on operations.
+	proj := base.UseProject(cfg.Project)
 	p := &Provider{
-		srv:         base.UseProject(cfg.Project),
+		srv:         proj,
 		project:     cfg.Project,
 		pools:       make(map[string]*pool, len(cfg.Pools)),
 		policyURL:   cfg.PolicyURL,
@@ -106,15 +109,19 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		log:         cfg.Log,
 		metrics:     m,
 	}
+	targets := map[string]lxd.InstanceServer{"": proj}
 	for _, pc := range cfg.Pools {
-		pl, err := p.resolvePool(ctx, pc, base.UseProject(cfg.Project))
-		if err != nil {
-			conns.closeAll()
-			return nil, fmt.Errorf("lxdprov: pool %s (LXD %s, project %s): %w", pc.Name, where, cfg.Project, err)
-		}
 		if _, dup := p.pools[pc.Name]; dup {
 			conns.closeAll()
 			return nil, fmt.Errorf("lxdprov: pool %s is configured twice", pc.Name)
+		}
+		if targets[pc.Target] == nil {
+			targets[pc.Target] = proj.UseTarget(pc.Target)
+		}
+		pl, err := p.resolvePool(ctx, pc, targets[pc.Target])
+		if err != nil {
+			conns.closeAll()
+			return nil, fmt.Errorf("lxdprov: pool %s (LXD %s, project %s): %w", pc.Name, where, cfg.Project, err)
 		}
 		p.pools[pc.Name] = pl
 	}
@@ -130,9 +137,10 @@ func (p *Provider) Close() error {
 	return nil
 }
 
-// resolvePool checks pc against LXD: its image, its profiles and their
-// root disk, and its user_data snippet.
-func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv lxd.InstanceServer) (*pool, error) {
+// resolvePool checks pc against LXD, through srv (targeted at the pool's
+// cluster member when it has one): its image, its profiles and their root
+// disk, and its user_data snippet.
+func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv server) (*pool, error) {
 	if err := checkPool(pc); err != nil {
 		return nil, err
 	}
@@ -140,9 +148,6 @@ func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv lxd.Inst
 		return nil, err
 	}
 	pl := &pool{cfg: pc, srv: srv}
-	if pc.Target != "" {
-		pl.srv = srv.UseTarget(pc.Target)
-	}
 	var err error
 	if pl.source, err = resolveImage(srv, pc.Image); err != nil {
 		return nil, err
