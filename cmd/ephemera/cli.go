@@ -33,6 +33,7 @@ Usage:
 Commands:
   serve          run every component in one process (NATS embedded unless nats.url is set)
   webhook        run the webhook receiver alone (needs nats.url)
+  policy         run the policy service alone (needs nats.url)
   config check   validate a configuration file and exit
   version        print the version
 
@@ -68,6 +69,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch cmd {
 	case "serve":
 		return runRole(ctx, config.RoleServe, rest, stderr)
+	case "policy":
+		return runRole(ctx, config.RolePolicy, rest, stderr)
 	case "webhook":
 		return runRole(ctx, config.RoleWebhook, rest, stderr)
 	case "config":

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghclient"
+	"github.com/ephemera-ci/ephemera/internal/logkey"
+	"github.com/ephemera-ci/ephemera/internal/tokens"
+	"github.com/ephemera-ci/ephemera/policy"
+	"github.com/ephemera-ci/ephemera/webhook"
+)
+
+// process is the components of one role, built and ready to run.
+type process struct {
+	cfg  *config.Config
+	role config.Role
+	log  zerolog.Logger
+	bus  *bus.Bus
+	reg  *prometheus.Registry
+
+	gh     *ghclient.Clients // shared by scaler and policy
+	tokens *tokens.Store     // minted by the scaler, consumed by policy
+	policy *policy.Service
+
+	runners []func(context.Context) error
+}
+
+// build connects to NATS and builds every component of role; nothing runs
+// until Run. On error, whatever was opened is closed.
+func build(ctx context.Context, cfg *config.Config, role config.Role, log zerolog.Logger) (_ *process, err error) {
+	p := &process{cfg: cfg, role: role, log: log, reg: prometheus.NewRegistry()}
+	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.bus, err = bus.Open(ctx, bus.Config{
+		URL:             cfg.NATS.URL,
+		CredsFile:       cfg.NATS.CredsFile,
+		StoreDir:        cfg.NATS.StoreDir,
+		Listen:          cfg.NATS.Listen,
+		DuplicateWindow: cfg.NATS.DuplicateWindow.D(),
+		Replicas:        cfg.NATS.Replicas,
+		Name:            "ephemera-" + string(role),
+		Log:             p.logFor("bus"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			p.bus.Close()
+		}
+	}()
+
+	mr := chi.NewRouter()
+	withHealth(mr, p.bus.Ready)
+	mr.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
+	if err := p.addListener("metrics", cfg.Metrics.Listen, mr); err != nil {
+		return nil, err
+	}
+	if role == config.RoleServe || role == config.RoleWebhook {
+		if err := p.addWebhook(); err != nil {
+			return nil, err
+		}
+	}
+	if role == config.RoleServe || role == config.RolePolicy {
+		if err := p.addPolicy(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *process) logFor(component string) zerolog.Logger {
+	return p.log.With().Str(logkey.Component, component).Logger()
+}
+
+func (p *process) addListener(name, addr string, h http.Handler) error {
+	l, err := listen(name, addr, h, p.log)
+	if err != nil {
+		return err
+	}
+	p.runners = append(p.runners, l.Run)
+	return nil
+}
+
+func (p *process) github() (*ghclient.Clients, error) {
+	if p.gh != nil {
+		return p.gh, nil
+	}
+	gh, err := ghclient.New(ghclient.Config{
+		APIURL:         p.cfg.GitHub.APIURL,
+		AppID:          p.cfg.GitHub.AppID,
+		PrivateKey:     p.cfg.Secrets.GitHubPrivateKey,
+		InstallationID: p.cfg.GitHub.InstallationID,
+		Token:          p.cfg.Secrets.GitHubToken,
+		Registerer:     p.reg,
+		Log:            p.logFor("github"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.gh = gh
+	return gh, nil
+}
+
+func (p *process) tokenStore(ctx context.Context) (*tokens.Store, error) {
+	if p.tokens != nil {
+		return p.tokens, nil
+	}
+	ts, err := tokens.New(ctx, tokens.Config{Bus: p.bus, TTL: p.cfg.TokenTTL()})
+	if err != nil {
+		return nil, fmt.Errorf("token store: %w", err)
+	}
+	p.tokens = ts
+	return ts, nil
+}
+
+func (p *process) addWebhook() error {
+	cfg := p.cfg
+	h, err := webhook.New(webhook.Config{
+		Secrets:        cfg.Secrets.WebhookSecrets,
+		Pools:          cfg.Pools,
+		MaxBody:        int64(cfg.Webhook.MaxBody),
+		PublishTimeout: cfg.Webhook.PublishTimeout.D(),
+		Publisher:      p.bus.JS,
+		Log:            p.logFor("webhook"),
+		Registerer:     p.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	r := chi.NewRouter()
+	withHealth(r, p.bus.Ready)
+	r.Handle(cfg.Webhook.Path, h)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found: deliveries go to " + cfg.Webhook.Path})
+	})
+	return p.addListener("webhook", cfg.Webhook.Listen, r)
+}
+
+func (p *process) addPolicy(ctx context.Context) error {
+	cfg := p.cfg
+	gh, err := p.github()
+	if err != nil {
+		return err
+	}
+	ts, err := p.tokenStore(ctx)
+	if err != nil {
+		return err
+	}
+	svc, err := policy.New(ctx, policy.Config{
+		AdminToken:          cfg.Secrets.PolicyAdminToken,
+		Tokens:              ts,
+		Bus:                 p.bus,
+		GitHub:              gh,
+		AuthorizationPhrase: cfg.Policy.AuthorizationPhrase,
+		DefaultDisallowFork: cfg.Policy.DefaultDisallowFork,
+		CacheTTL:            cfg.Policy.CacheTTL.D(),
+		GitHubTimeout:       cfg.Policy.GitHubTimeout.D(),
+		Log:                 p.logFor("policy"),
+		Registerer:          p.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	p.policy = svc
+	r := chi.NewRouter()
+	withHealth(r, func(ctx context.Context) error {
+		return errors.Join(p.bus.Ready(ctx), svc.Ready(ctx))
+	})
+	r.Mount("/", svc.Handler())
+	return p.addListener("policy", cfg.Policy.Listen, r)
+}
+
+// Run runs every component until ctx ends or one fails, then drains NATS.
+// Listeners stop accepting and finish in-flight requests first, so a
+// delivery answered 2xx is stored before the connection closes.
+func (p *process) Run(ctx context.Context) error {
+	defer p.bus.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range p.runners {
+		g.Go(func() error { return r(gctx) })
+	}
+	return g.Wait()
+}
