@@ -244,3 +244,14 @@ func metricSum(t testing.TB, r *prometheus.Registry, name string, labels map[str
 	}
 	return sum
 }
+
+// idle counts runners online and not busy on the stand-in.
+func (e *env) idle() int {
+	n := 0
+	for _, r := range e.fake.Runners() {
+		if r.Online && !r.Busy {
+			n++
+		}
+	}
+	return n
+}

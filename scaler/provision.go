@@ -55,6 +55,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	}
 
 	var undo []func(context.Context) error
+	var regID int64
 	defer func() {
 		if err == nil {
 			return
@@ -62,7 +63,22 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer ucancel()
 		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](uctx); uerr != nil {
+			uerr := undo[i](uctx)
+			if errors.Is(uerr, ErrRunnerBusy) {
+				// The runner came up after all and runs a job: the work
+				// is done, not to be undone.
+				log.Info().Msg("runner took a job while its provisioning was being undone; kept")
+				s.setRunner(uctx, r.name, func(rec *runnerRec) bool {
+					if rec.State.rank() >= runnerStarted.rank() {
+						return false
+					}
+					rec.State, rec.RunnerID, rec.StartedAt = runnerStarted, regID, s.now().UTC()
+					return true
+				})
+				err = nil
+				return
+			}
+			if uerr != nil {
 				log.Warn().Err(uerr).Msg("undo half-done provisioning: stopped; the reconciler will finish it")
 				return
 			}
@@ -95,24 +111,26 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	if err != nil {
 		return fmt.Errorf("register runner %s: %w", r.name, err)
 	}
+	regID = reg.ID
+	// Undo GitHub first, then the instance (which may exist even when
+	// the create failed half way): a runner busy with a job is kept.
 	undo = append(undo, func(ctx context.Context) error {
-		if err := s.cfg.GitHub.RemoveRunner(ctx, r.inst, reg.ID); err != nil {
-			// A registration without instance is found and removed by the
-			// reconciler; carry on undoing.
+		if err := s.cfg.GitHub.RemoveRunner(ctx, r.inst, reg.ID); errors.Is(err, ErrRunnerBusy) {
+			return err
+		} else if err != nil {
+			// A registration without instance is found and removed by
+			// the reconciler; carry on undoing.
 			log.Warn().Err(err).Msg("remove registration of failed runner")
 		}
-		return nil
+		return s.cfg.Provisioner.Delete(ctx, r.name)
 	})
 
 	err = s.cfg.Provisioner.Create(ctx, InstanceSpec{
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, JITConfig: reg.JITConfig, PolicyToken: token,
 	})
 	if err != nil {
-		// The create may have got half way; delete whatever exists.
-		undo = append(undo, func(ctx context.Context) error { return s.cfg.Provisioner.Delete(ctx, r.name) })
 		return fmt.Errorf("create instance %s: %w", r.name, err)
 	}
-	undo = append(undo, func(ctx context.Context) error { return s.cfg.Provisioner.Delete(ctx, r.name) })
 
 	_, _, err = update(ctx, s.kv.runners, r.name, func(rec *runnerRec) bool {
 		if rec.State.rank() >= runnerStarted.rank() {

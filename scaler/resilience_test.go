@@ -1,0 +1,218 @@
+package scaler_test
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/scaler"
+	"github.com/ephemera-ci/ephemera/scaler/scalertest"
+)
+
+// hangingProv puts the instance in place (its runner never comes online)
+// and then hangs until its context ends: a provisioning caught half way.
+type hangingProv struct {
+	*scalertest.Provisioner
+	entered chan string
+}
+
+func (h *hangingProv) Create(ctx context.Context, spec scaler.InstanceSpec) error {
+	h.Add(scaler.Instance{Name: spec.Name, Pool: spec.Pool, JobID: spec.JobID, State: scaler.StateRunning, CreatedAt: time.Now()})
+	select {
+	case h.entered <- spec.Name:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestAReplicaCancelledMidProvisionLeavesTheJobToAnotherReplicaAndNothingLeaks(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	h := &hangingProv{Provisioner: e.prov, entered: make(chan string, 1)}
+	a := e.start(e.config(func(c *scaler.Config) { c.Provisioner = h; c.ShutdownGrace = 200 * time.Millisecond }))
+	ids := e.queue(1, p, 50*time.Millisecond)
+	var half string
+	select {
+	case half = <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("replica a never started provisioning")
+	}
+	e.start(e.config())
+	a.stop()
+
+	waitFor(t, 15*time.Second, "the job to complete", e.allCompleted(ids))
+	if n := e.prov.JobPeak(ids[0]); n != 1 {
+		t.Errorf("job-bound runners at once for the job: %d, want 1", n)
+	}
+	if _, ok := e.fake.RunnerByName(half); ok {
+		t.Errorf("the cancelled provisioning's registration %s is still on GitHub", half)
+	}
+	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+}
+
+func TestJobsAreServedAndNothingLeaksDespiteGitHubAndProvisionerFailures(t *testing.T) {
+	const jit = "/orgs/acme/actions/runners/generate-jitconfig"
+	tests := []struct {
+		name  string
+		fault githubfake.Fault
+		prov  func(*scalertest.Provisioner)
+		check func(t *testing.T, e *env)
+	}{
+		{name: "GitHub answers 5xx to JIT registrations", fault: githubfake.Fault{Method: http.MethodPost, Path: jit, Status: http.StatusBadGateway, Times: 4}},
+		{name: "GitHub answers JIT registrations slower than the client waits", fault: githubfake.Fault{Method: http.MethodPost, Path: jit, Delay: 1500 * time.Millisecond, Times: 2}},
+		{
+			name:  "a JIT answer is lost and the retry under the same name meets 409",
+			fault: githubfake.Fault{Method: http.MethodPost, Path: jit, LoseResponse: true, Times: 2},
+			check: func(t *testing.T, e *env) {
+				n := 0
+				for _, c := range e.fake.Calls() {
+					if c.Path == jit && c.Status == http.StatusConflict {
+						n++
+					}
+				}
+				if n == 0 {
+					t.Error("no registration met a 409: the lost-answer path was not exercised")
+				}
+			},
+		},
+		{name: "GitHub rate-limits with Retry-After", fault: githubfake.Fault{Method: http.MethodPost, Path: jit, Status: http.StatusForbidden, RetryAfter: 1, Times: 1}},
+		{name: "GitHub answers 5xx to runner lists", fault: githubfake.Fault{Method: http.MethodGet, Path: "/orgs/acme/actions/runners", Status: http.StatusInternalServerError, Times: 5}},
+		{name: "GitHub answers 5xx to runner removals", fault: githubfake.Fault{Method: http.MethodDelete, Path: "/orgs/acme/actions/runners/*", Status: http.StatusInternalServerError, Times: 3}},
+		{name: "the provisioner fails creates", prov: func(p *scalertest.Provisioner) { p.Fail = scalertest.FailTimes(3) }},
+		{name: "the provisioner is slow", prov: func(p *scalertest.Provisioner) { p.CreateDelay = 300 * time.Millisecond }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pool("small", 0, 3)
+			e := newEnv(t, p)
+			if tt.prov != nil {
+				tt.prov(e.prov)
+			}
+			if tt.fault.Path != "" {
+				e.fake.InjectFault(tt.fault)
+			}
+			e.start(e.config())
+			e.start(e.config())
+			ids := e.queue(4, p, 50*time.Millisecond)
+			waitFor(t, 20*time.Second, "every job to complete", e.allCompleted(ids))
+			waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
+			for _, id := range ids {
+				if n := e.prov.JobPeak(id); n > 1 {
+					t.Errorf("job %d: %d job-bound runners at once", id, n)
+				}
+			}
+			if peak := e.prov.Peak("small"); peak > 3 {
+				t.Errorf("pool peak %d, want ≤ 3", peak)
+			}
+			waitFor(t, 15*time.Second, "nothing left behind", e.clean)
+			if tt.check != nil {
+				tt.check(t, e)
+			}
+		})
+	}
+}
+
+func TestScaleDownRacingWithAnAssignmentDoesNotKillTheJob(t *testing.T) {
+	p := pool("small", 1, 5)
+	e := newEnv(t, p)
+	r1 := e.start(e.config())
+	waitFor(t, 10*time.Second, "one idle runner", func() bool { return e.idle() == 1 })
+	idle := e.fake.Runners()[0].Name
+	r1.stop()
+
+	// The same runners, now surplus: min_idle 0. While the reconciler's
+	// removal of the idle runner is on its way to GitHub, a job lands on it.
+	p.MinIdle = 0
+	var job atomic.Int64
+	e.fake.InjectFault(githubfake.Fault{
+		Method: http.MethodDelete, Path: "/orgs/acme/actions/runners/*", Delay: 300 * time.Millisecond, Times: 1,
+		OnMatch: func() {
+			job.Store(e.fake.QueueJob(githubfake.JobSpec{Labels: []string{"self-hosted", "small"}, Duration: 500 * time.Millisecond}))
+		},
+	})
+	r2 := e.start(e.config(func(c *scaler.Config) { c.Pools = append(c.Pools[:0:0], p) }))
+	waitFor(t, 15*time.Second, "the job to complete", func() bool {
+		j, ok := e.fake.GetJob(job.Load())
+		return ok && j.Status == githubfake.JobCompleted
+	})
+	j, _ := e.fake.GetJob(job.Load())
+	if j.RunnerName != idle || j.Conclusion != githubfake.ConclusionSuccess {
+		t.Errorf("job ran on %q with conclusion %q; want on the surplus runner %q with success", j.RunnerName, j.Conclusion, idle)
+	}
+	if n := metricSum(t, r2.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "trim_busy"}); n < 1 {
+		t.Errorf("trim_busy actions: %v, want ≥ 1", n)
+	}
+	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+}
+
+func TestLostWebhooksAreRedeliveredSoJobsAreServedAndMinIdleRestored(t *testing.T) {
+	p := pool("small", 2, 10)
+	e := newEnv(t, p)
+	r := e.start(e.config())
+	waitFor(t, 10*time.Second, "two idle runners", func() bool { return e.idle() == 2 })
+	e.fake.SetKnobs(githubfake.Knobs{DropQueued: 3})
+	ids := e.queue(6, p, 100*time.Millisecond)
+	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
+	waitFor(t, 10*time.Second, "min_idle restored", func() bool { return e.idle() == 2 && len(e.prov.Instances()) == 2 })
+	if n := metricSum(t, r.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "redeliver"}); n < 3 {
+		t.Errorf("redelivered: %v, want ≥ 3", n)
+	}
+}
+
+func TestAWebhookEndpointDownWhileJobsQueueStillServesThem(t *testing.T) {
+	p := pool("small", 0, 10)
+	e := newEnv(t, p)
+	e.bridge.Down.Store(true)
+	ids := e.queue(3, p, 50*time.Millisecond)
+	waitFor(t, 5*time.Second, "the deliveries to fail", func() bool {
+		failed := 0
+		for _, d := range e.fake.Deliveries() {
+			if !d.Pending && !d.OK() {
+				failed++
+			}
+		}
+		return failed == 3
+	})
+	e.bridge.Down.Store(false)
+	e.start(e.config())
+	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+}
+
+func TestARestartOfAllReplicasMidRunRebuildsStateAndDuplicatesNothing(t *testing.T) {
+	p := pool("small", 1, 10)
+	e := newEnv(t, p)
+	a, b := e.start(e.config()), e.start(e.config())
+	ids := e.queue(40, p, 100*time.Millisecond)
+	waitFor(t, 20*time.Second, "a quarter of the jobs to complete", func() bool {
+		n := 0
+		for _, id := range ids {
+			if j, _ := e.fake.GetJob(id); j.Status == githubfake.JobCompleted {
+				n++
+			}
+		}
+		return n >= 10
+	})
+	a.stop()
+	b.stop()
+	e.start(e.config())
+	e.start(e.config())
+	waitFor(t, 30*time.Second, "every job to complete", e.allCompleted(ids))
+	waitFor(t, 15*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
+	for _, id := range ids {
+		if n := e.prov.JobPeak(id); n > 1 {
+			t.Errorf("job %d: %d job-bound runners at once", id, n)
+		}
+	}
+	if peak := e.prov.Peak("small"); peak > 10 {
+		t.Errorf("pool peak %d, want ≤ 10", peak)
+	}
+	waitFor(t, 15*time.Second, "min_idle and nothing else", func() bool {
+		return e.idle() == 1 && len(e.prov.Instances()) == 1 && len(e.fake.Runners()) == 1 && e.countKeys(scaler.BucketSlots) == 1
+	})
+}
