@@ -30,7 +30,7 @@ import (
 const (
 	benchClients    = 64
 	benchDeliveries = 20000 // per variant and b.N iteration
-	benchRounds     = 4     // full and bare alternate, so load from elsewhere hits both alike
+	benchRounds     = 20    // full and bare alternate, so load from elsewhere hits both alike
 )
 
 // BenchmarkIntake measures the whole intake path: a real HTTP client and
@@ -39,7 +39,8 @@ const (
 // at 64 concurrent clients. Side by side it runs a bare handler that only
 // checks the HMAC and publishes a prepared event, so full/bare-% is the
 // throughput the handler's own work leaves of the floor set by HTTP and
-// JetStream. Every delivery has its own id, so none is deduplicated.
+// JetStream, as the median over adjacent pairs of rounds. Every delivery
+// has its own id, so none is deduplicated.
 func BenchmarkIntake(b *testing.B) {
 	const secret = "bench-secret"
 	body := fixture(b, "workflow_job_queued.json")
@@ -72,12 +73,17 @@ func BenchmarkIntake(b *testing.B) {
 		v.latencies, v.elapsed = nil, 0
 	}
 
+	var ratios []float64 // full throughput / bare throughput, per pair of adjacent rounds
 	b.ResetTimer()
 	for range b.N {
 		for range benchRounds {
-			for _, v := range variants {
+			var took [2]time.Duration
+			for i, v := range variants {
+				before := v.elapsed
 				load.run(b, v, benchDeliveries/benchRounds)
+				took[i] = v.elapsed - before
 			}
+			ratios = append(ratios, took[1].Seconds()/took[0].Seconds())
 		}
 	}
 	b.StopTimer()
@@ -88,7 +94,10 @@ func BenchmarkIntake(b *testing.B) {
 		b.ReportMetric(ms(percentile(v.latencies, 0.50)), v.name+"-p50-ms")
 		b.ReportMetric(ms(percentile(v.latencies, 0.99)), v.name+"-p99-ms")
 	}
-	b.ReportMetric(100*variants[1].elapsed.Seconds()/variants[0].elapsed.Seconds(), "full/bare-%")
+	// The median of the pairs resists bursts of load from other processes,
+	// which can hit one round and not the next.
+	slices.Sort(ratios)
+	b.ReportMetric(100*ratios[len(ratios)/2], "full/bare-%")
 }
 
 type benchTarget struct {
