@@ -195,6 +195,32 @@ func TestDeleteRemovesARunningInstance(t *testing.T) {
 	}
 }
 
+func TestDeleteRemovesANonEphemeralInstance(t *testing.T) {
+	t.Parallel()
+	pool := lxdtest.Pool()
+	p := lxdtest.Provider(t, pool)
+	name := lxdtest.Name(pool.Name)
+	t.Cleanup(func() { lxdtest.ForceDelete(t, name) })
+	// Made by hand: LXD will not delete it when it stops.
+	op, err := lxdtest.Client(t).CreateInstance(api.InstancesPost{
+		Name:        name,
+		Source:      api.InstanceSource{Type: "image", Alias: lxdtest.Image},
+		InstancePut: api.InstancePut{Config: map[string]string{lxdprov.KeyPool: pool.Name}},
+	})
+	if err == nil {
+		err = op.WaitContext(t.Context())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(t.Context(), name); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if lxdtest.Instance(t, name) != nil {
+		t.Errorf("instance %s exists after Delete returned", name)
+	}
+}
+
 func TestDeleteOfAMissingInstanceSucceeds(t *testing.T) {
 	t.Parallel()
 	pool := lxdtest.Pool()
