@@ -45,7 +45,7 @@ func (p *Provider) Delete(ctx context.Context, name string) (err error) {
 	}
 }
 
-// deleteAttempts bounds Delete's tries (about 3 s of backing off).
+// deleteAttempts bounds Delete's tries (1.5 s of backing off in all).
 const deleteAttempts = 5
 
 // deleteOnce force-stops (when running) and deletes name once; gone
