@@ -3,8 +3,8 @@ package scaler_test
 import (
 	"context"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
