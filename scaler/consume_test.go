@@ -44,6 +44,7 @@ func TestDuplicateQueuedDeliveriesYieldOneRunnerPerJob(t *testing.T) {
 	e.start(e.config())
 	ids := e.queue(8, p, 50*time.Millisecond)
 	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	// Let any late duplicate be handled before counting.
 	time.Sleep(500 * time.Millisecond)
 	creates := e.jobBoundCreates()
@@ -87,6 +88,7 @@ func TestThreeReplicasABurstOf300JobsNeverExceedsMax40(t *testing.T) {
 	}()
 	ids := e.queue(300, p, 30*time.Millisecond)
 	waitFor(t, 90*time.Second, "all 300 jobs to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	if peak := e.prov.Peak("small"); peak > 40 {
 		t.Errorf("peak instances + creates in pool: %d, want ≤ 40", peak)
 	}

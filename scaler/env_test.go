@@ -82,7 +82,10 @@ func newEnv(t testing.TB, pools ...config.Pool) *env {
 	if e.gh, err = scaler.NewGitHub(scaler.GitHubConfig{Clients: e.clients, Org: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	e.prov = &scalertest.Provisioner{OnCreated: func(spec scaler.InstanceSpec) { _ = fake.RunnerOnline(spec.Name) }}
+	e.prov = &scalertest.Provisioner{
+		OnCreated: func(spec scaler.InstanceSpec) { _ = fake.RunnerOnline(spec.Name) },
+		OnDeleted: func(name string) { _ = fake.KillRunner(name) },
+	}
 	fake.OnRunnerExit(e.prov.Exit)
 	e.bridge = scalertest.NewBridge(b.JS, pools, "s3cret")
 	t.Cleanup(e.bridge.Close)
@@ -254,4 +257,15 @@ func (e *env) idle() int {
 		}
 	}
 	return n
+}
+
+// succeeded fails t for every job that did not conclude success: a job
+// whose runner's instance was deleted under it fails.
+func (e *env) succeeded(t testing.TB, ids []int64) {
+	t.Helper()
+	for _, id := range ids {
+		if j, _ := e.fake.GetJob(id); j.Conclusion != githubfake.ConclusionSuccess {
+			t.Errorf("job %d concluded %q, want success", id, j.Conclusion)
+		}
+	}
 }

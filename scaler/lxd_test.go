@@ -41,6 +41,12 @@ func (p runnerSim) Create(ctx context.Context, spec scaler.InstanceSpec) error {
 	return err
 }
 
+// Delete kills the instance, and with it its runner.
+func (p runnerSim) Delete(ctx context.Context, name string) error {
+	_ = p.fake.KillRunner(name)
+	return p.Provisioner.Delete(ctx, name)
+}
+
 // lxdEnv is an env whose instances are real LXD containers.
 func lxdEnv(t *testing.T, minIdle, maxN int) (*env, config.Pool, runnerSim) {
 	t.Helper()

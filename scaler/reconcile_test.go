@@ -21,6 +21,7 @@ func TestMinIdleIsKeptAndRestoredAfterJobsTakeIdleRunners(t *testing.T) {
 	waitFor(t, 10*time.Second, "two idle runners", func() bool { return e.idle() == 2 })
 	ids := e.queue(5, p, 100*time.Millisecond)
 	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	waitFor(t, 10*time.Second, "two idle runners and nothing more", func() bool {
 		return e.idle() == 2 && len(e.prov.Instances()) == 2 && len(e.fake.Runners()) == 2
 	})

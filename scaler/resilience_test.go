@@ -99,6 +99,7 @@ func TestJobsAreServedAndNothingLeaksDespiteGitHubAndProvisionerFailures(t *test
 			e.start(e.config())
 			ids := e.queue(4, p, 50*time.Millisecond)
 			waitFor(t, 20*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 			waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
 			for _, id := range ids {
 				if n := e.prov.JobPeak(id); n > 1 {
@@ -157,6 +158,7 @@ func TestLostWebhooksAreRedeliveredSoJobsAreServedAndMinIdleRestored(t *testing.
 	e.fake.SetKnobs(githubfake.Knobs{DropQueued: 3})
 	ids := e.queue(6, p, 100*time.Millisecond)
 	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
 	waitFor(t, 10*time.Second, "min_idle restored", func() bool { return e.idle() == 2 && len(e.prov.Instances()) == 2 })
 	if n := metricSum(t, r.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "redeliver"}); n < 3 {
@@ -181,6 +183,7 @@ func TestAWebhookEndpointDownWhileJobsQueueStillServesThem(t *testing.T) {
 	e.bridge.Down.Store(false)
 	e.start(e.config())
 	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
 }
 
@@ -203,6 +206,7 @@ func TestARestartOfAllReplicasMidRunRebuildsStateAndDuplicatesNothing(t *testing
 	e.start(e.config())
 	e.start(e.config())
 	waitFor(t, 30*time.Second, "every job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
 	waitFor(t, 15*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
 	for _, id := range ids {
 		if n := e.prov.JobPeak(id); n > 1 {

@@ -124,6 +124,30 @@ func (s *Server) CompleteJob(id int64, conclusion string) error {
 	return nil
 }
 
+// ConclusionFailure is the conclusion of a job whose runner died under it.
+const ConclusionFailure = "failure"
+
+// KillRunner is the runner's machine vanishing: the runner goes offline
+// and a job it was running fails, as GitHub fails a job whose runner
+// stopped answering. The registration stays (offline) until removed.
+func (s *Server) KillRunner(name string) error {
+	a := s.actions
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rn := a.byName(name)
+	if rn == nil {
+		return ErrUnknownRunner
+	}
+	rn.Online = false
+	if j := a.jobs[rn.JobID]; rn.Busy && j != nil && j.Status == JobInProgress {
+		j.Status, j.Conclusion, j.CompletedAt = JobCompleted, ConclusionFailure, time.Now().UTC()
+		s.emitLocked(j)
+		delete(a.runners, rn.ID)
+	}
+	rn.Busy = false
+	return nil
+}
+
 // CancelJob cancels a job: a queued one completes with conclusion
 // cancelled and never gets a runner; one in progress completes cancelled
 // and its runner exits.

@@ -28,6 +28,10 @@ type Provisioner struct {
 	// OnCreated, when set, is called on its own goroutine after a create
 	// succeeded: e.g. bring the runner online in the GitHub stand-in.
 	OnCreated func(spec scaler.InstanceSpec)
+	// OnDeleted, when set, is called (synchronously, before Delete
+	// returns) when Delete removes an existing instance: e.g. kill its
+	// runner in the GitHub stand-in, failing the job it ran.
+	OnDeleted func(name string)
 
 	mu        sync.Mutex
 	instances map[string]scaler.Instance
@@ -131,9 +135,14 @@ func (p *Provisioner) List(context.Context) ([]scaler.Instance, error) {
 // Delete implements scaler.Provisioner.
 func (p *Provisioner) Delete(_ context.Context, name string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.init()
+	_, existed := p.instances[name]
 	p.removeLocked(name)
+	onDeleted := p.OnDeleted
+	p.mu.Unlock()
+	if existed && onDeleted != nil {
+		onDeleted(name)
+	}
 	return nil
 }
 
