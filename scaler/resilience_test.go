@@ -99,7 +99,7 @@ func TestJobsAreServedAndNothingLeaksDespiteGitHubAndProvisionerFailures(t *test
 			e.start(e.config())
 			ids := e.queue(4, p, 50*time.Millisecond)
 			waitFor(t, 20*time.Second, "every job to complete", e.allCompleted(ids))
-	e.succeeded(t, ids)
+			e.succeeded(t, ids)
 			waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
 			for _, id := range ids {
 				if n := e.prov.JobPeak(id); n > 1 {
