@@ -315,6 +315,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 // that only one replica takes over.
 func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, c entry[claimRec]) disposition {
 	log := s.jobLog(ev).With().Str("previous_owner", c.Val.Owner).Str(logkey.Runner, c.Val.Runner).Logger()
+	s.m.jobs.WithLabelValues(pool.Name, "takeover").Inc()
 	old, err := get[runnerRec](ctx, s.kv.runners, c.Val.Runner)
 	if err != nil {
 		return nak(s.backoff(delivered))

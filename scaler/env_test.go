@@ -116,6 +116,7 @@ func (e *env) config(mods ...func(*scaler.Config)) scaler.Config {
 
 // replica is one running scaler.
 type replica struct {
+	bus    *bus.Bus
 	s      *scaler.Scaler
 	cancel context.CancelFunc
 	done   chan error
@@ -137,7 +138,7 @@ func (e *env) start(cfg scaler.Config) *replica {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{s: s, cancel: cancel, done: make(chan error, 1), reg: cfg.Registerer.(*prometheus.Registry)}
+	r := &replica{bus: conn, s: s, cancel: cancel, done: make(chan error, 1), reg: cfg.Registerer.(*prometheus.Registry)}
 	go func() { r.done <- s.Run(ctx) }()
 	e.t.Cleanup(r.stop)
 	return r

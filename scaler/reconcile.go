@@ -253,11 +253,14 @@ func (s *Scaler) reconcilePool(ctx context.Context, p config.Pool, w *world) {
 			continue
 		}
 		if s.slotGone(sl, w.recs, presentSet(w.insts)) {
-			if err := s.forget(ctx, sl.Val, key); err != nil {
+			released, err := s.releaseGoneSlot(ctx, key, sl)
+			if err != nil {
 				plog.Warn().Err(err).Msg("release slot")
 				continue
 			}
-			s.act(p.Name, "release_slot", plog.With().Str(logkey.Runner, sl.Val).Logger(), "instance gone")
+			if released {
+				s.act(p.Name, "release_slot", plog.With().Str(logkey.Runner, sl.Val).Logger(), "instance gone")
+			}
 		}
 	}
 

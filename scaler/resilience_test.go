@@ -54,6 +54,33 @@ func TestAReplicaCancelledMidProvisionLeavesTheJobToAnotherReplicaAndNothingLeak
 	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
 }
 
+func TestAReplicaThatLosesNATSMidProvisionIsTakenOverAfterItsDeadline(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	h := &hangingProv{Provisioner: e.prov, entered: make(chan string, 1)}
+	a := e.start(e.config(func(c *scaler.Config) { c.Provisioner = h; c.ShutdownGrace = 200 * time.Millisecond }))
+	ids := e.queue(1, p, 50*time.Millisecond)
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("replica a never started provisioning")
+	}
+	// Replica a is cut off from NATS: it can neither answer the message
+	// nor clean its claim, slot and record up. It is as good as dead.
+	a.bus.Conn.Close()
+	a.stop()
+	b := e.start(e.config())
+	waitFor(t, 20*time.Second, "the job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
+	if n := e.prov.JobPeak(ids[0]); n != 1 {
+		t.Errorf("job-bound runners at once for the job: %d, want 1", n)
+	}
+	if n := metricSum(t, b.reg, "ephemera_jobs_total", map[string]string{"action": "takeover"}); n != 1 {
+		t.Errorf("takeovers: %v, want 1", n)
+	}
+	waitFor(t, 10*time.Second, "nothing left behind", func() bool { return e.clean() && e.countKeys(scaler.BucketRunners) == 0 })
+}
+
 func TestJobsAreServedAndNothingLeaksDespiteGitHubAndProvisionerFailures(t *testing.T) {
 	const jit = "/orgs/acme/actions/runners/generate-jitconfig"
 	tests := []struct {

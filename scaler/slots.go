@@ -140,3 +140,17 @@ func (s *Scaler) releaseSlot(ctx context.Context, key, runner string) error {
 	}
 	return deleteRev(ctx, s.kv.slots, key, e.Revision())
 }
+
+// releaseGoneSlot releases a slot whose instance is gone, at the revision
+// it was seen at, and forgets its runner. It reports whether this call
+// released it (another replica's sweep may have been first).
+func (s *Scaler) releaseGoneSlot(ctx context.Context, key string, sl entry[string]) (bool, error) {
+	err := s.kv.slots.Delete(ctx, key, jetstream.LastRevision(sl.Rev))
+	if isConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("release slot %s: %w", key, err)
+	}
+	return true, deleteRev(ctx, s.kv.runners, sl.Val, 0)
+}

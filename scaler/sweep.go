@@ -66,10 +66,13 @@ func (s *Scaler) sweep(ctx context.Context, pool string) error {
 			continue
 		}
 		if s.slotGone(sl, recs, present) {
-			if err := s.forget(ctx, sl.Val, key); err != nil {
+			released, err := s.releaseGoneSlot(ctx, key, sl)
+			if err != nil {
 				return err
 			}
-			s.m.reconcile.WithLabelValues(pool, "release_slot").Inc()
+			if released {
+				s.m.reconcile.WithLabelValues(pool, "release_slot").Inc()
+			}
 		}
 	}
 	return nil
