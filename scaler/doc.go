@@ -2,5 +2,101 @@
 // instance, keeps a warm buffer of idle runners per pool under a hard
 // maximum, and reconciles LXD, GitHub and its own state so that nothing is
 // left behind. Its state lives in JetStream key-value buckets, so any
-// number of replicas can run at once.
+// number of replicas can run at once, and any of them may crash at any
+// moment.
+//
+// # Seams
+//
+// The scaler owns two narrow interfaces: [Provisioner] (create, list,
+// delete instances; lxdprov implements it on LXD) and [GitHub] (JIT-register,
+// remove and list runners, read a job; [NewGitHub] implements it with
+// go-github over internal/ghclient, for an org or a repository). A GitHub
+// that also implements [HookDeliveries] gets failed webhooks redelivered.
+// One-time policy tokens come from a [TokenMinter].
+//
+// # Consuming jobs
+//
+// All replicas share one durable pull consumer on the job stream. For a
+// queued job the handler:
+//
+//  1. claims the job: key <job id> in BucketJobs, created first-wins (or
+//     moved from "waiting" by compare-and-set). The claim names the
+//     runner to be created and a deadline. A duplicate delivery — a
+//     redelivery, the same job under a new delivery id, another replica —
+//     finds the claim and creates nothing: one job, one job-bound runner.
+//  2. takes a slot: one of the keys <pool>.0 … <pool>.<max-1> in
+//     BucketSlots, with kv.Create, which only one writer wins. A slot is
+//     held from before the registration until the instance is gone from
+//     the provisioner, powering-off instances included, so instances plus
+//     creates in flight never exceed max, across all replicas. A full pool
+//     marks the claim "waiting" (for `ephemera status`) and naks the
+//     message with CapacityRetry; a replica that finds a pool full asks for
+//     a sweep that frees the slots of vanished instances at once.
+//  3. records the runner (BucketRunners), mints its policy token,
+//     JIT-registers it (a few retries under the same name; a 409 after a
+//     lost answer is resolved by removing the stale registration), and
+//     creates the instance, heartbeating the message meanwhile.
+//  4. marks the claim provisioned and acks.
+//
+// A failure undoes what was done, in reverse and GitHub first: the
+// registration, then the instance (a runner that took a job meanwhile is
+// kept, and the provisioning counts as done), the record, the slot; the
+// claim goes back to waiting and the message is naked with backoff (a
+// rate limit waits out GitHub's Retry-After). A message that can never be
+// processed (not JSON, unknown version or pool) is terminated with a
+// reason, logged and counted.
+//
+// A claimant that dies mid-way leaves its claim "claimed" past its
+// deadline (every step of a provisioning is bounded by it). The next
+// delivery of the job takes the claim over by compare-and-set: it adopts
+// the dead claimant's instance when that exists, and otherwise cleans up
+// after it and provisions afresh. So two job-bound runners for one job
+// never exist at the same time.
+//
+// in_progress and completed events move the runner's record forward
+// (observing ephemera_job_wait_seconds once per runner) and mark the job's
+// claim. A job cancelled before any runner took it needs no runner: its
+// claim says so, and a queued delivery arriving after the completed one
+// creates nothing.
+//
+// # Reconciler
+//
+// One replica at a time reconciles: the holder of the lease key in
+// BucketLeader (TTL 3 × interval, renewed by compare-and-set every
+// interval/2 on its own goroutine, deleted on shutdown). Every interval it
+// reads KV, then GitHub's runner list (once, paginated by 100), then the
+// provisioner's instances, and per pool:
+//
+//   - adopts instances KV does not know (and gives them a slot);
+//   - deletes finished instances (stopped, error), and instances whose
+//     runner never came online within bootstrap_timeout — the
+//     registration first (GitHub's 422 means busy: leave it);
+//   - removes GitHub registrations named eph-<pool>-… that have no
+//     instance and are not being provisioned;
+//   - releases the slots of instances that are gone;
+//   - trims idle runners above min_idle that have been idle longer than
+//     idle_grace, longest idle first: unregister on GitHub first, and
+//     delete the instance only when GitHub accepted;
+//   - tops the idle buffer up to min_idle, never past max;
+//   - for jobs whose runner came and went while the job, as far as the
+//     scaler knows, never started, reads the job on GitHub (at most 20 a
+//     pass) and provisions again when it is still queued;
+//   - redelivers failed workflow_job webhooks through the App's delivery
+//     log, from a cursor in BucketMeta, each at most once (GitHub never
+//     retries a failed delivery);
+//   - writes the pool's counts for [ReadStatus] and the ephemera_runners
+//     gauges.
+//
+// Every action is logged with its reason and counted in
+// ephemera_reconcile_actions_total{pool,action}.
+//
+// # GitHub requests
+//
+// At steady state a job costs one JIT registration; reconciles add one
+// runner list and one delivery-log page per interval, whatever the number
+// of jobs, and job reads only for jobs that look stuck. Removals happen
+// only for surplus or broken runners (GitHub removes an ephemeral runner
+// after its job itself). JIT registrations are spaced by a token bucket
+// per replica (JITPerSecond, default 3/s: GitHub tops out near that per
+// App).
 package scaler
