@@ -13,11 +13,15 @@ import (
 )
 
 // GitHub never retries a failed webhook delivery. The leader reads the
-// App's delivery log (newest first) down to a cursor kept in KV, and asks
-// GitHub to redeliver each failed workflow_job delivery whose GUID never
-// succeeded — once: a redelivery is never redelivered again, and the
-// cursor moves past what was seen (but never past a delivery still
-// pending).
+// App's delivery log (newest first) down to a cursor kept in KV, groups it
+// by delivery GUID, and asks GitHub to redeliver a workflow_job delivery
+// whose GUID never succeeded — once per pass at most, and at most
+// maxRedeliveries times in all, spaced by a doubling wait (one interval,
+// two, four): one redelivery is enough when ephemera was down, and the
+// few more cover a receiver that was still failing when the first went
+// out. The cursor stays below the oldest GUID still unresolved, so
+// nothing is skipped, and moves past every GUID that succeeded or was
+// given up.
 
 // HookDeliveries is the App webhook delivery log. A GitHub that also
 // implements it gets failed deliveries redelivered.
@@ -89,6 +93,19 @@ type deliveryCursor struct {
 // maxDeliveryPages bounds one pass over the delivery log.
 const maxDeliveryPages = 20
 
+// maxRedeliveries bounds the redeliveries of one delivery GUID.
+const maxRedeliveries = 3
+
+// guidLog is one delivery GUID's attempts in the window read.
+type guidLog struct {
+	ok, pending   bool
+	attempts      int // the original included
+	firstID       int64
+	lastFailedID  int64
+	lastAttemptAt time.Time
+	action        string
+}
+
 func (s *Scaler) redeliverFailed(ctx context.Context) {
 	hd, ok := s.cfg.GitHub.(HookDeliveries)
 	if !ok {
@@ -100,8 +117,9 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 		return
 	}
 	horizon := s.now().Add(-s.cfg.RedeliverLookback)
-	var seen []HookDelivery
-	okGUID := map[string]bool{}
+	guids := map[string]*guidLog{}
+	var order []string // oldest last
+	maxID := cur.Val.LastID
 	page := ""
 	for range maxDeliveryPages {
 		ds, next, err := hd.HookDeliveries(ctx, page)
@@ -118,9 +136,25 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 				done = true
 				break
 			}
-			seen = append(seen, d)
-			if d.OK {
-				okGUID[d.GUID] = true
+			maxID = max(maxID, d.ID)
+			if d.Event != "workflow_job" {
+				continue
+			}
+			g := guids[d.GUID]
+			if g == nil {
+				g = &guidLog{firstID: d.ID, action: d.Action}
+				guids[d.GUID] = g
+				order = append(order, d.GUID)
+			}
+			g.attempts++
+			g.firstID = min(g.firstID, d.ID)
+			g.ok = g.ok || d.OK
+			g.pending = g.pending || d.Pending
+			if !d.OK && !d.Pending {
+				g.lastFailedID = max(g.lastFailedID, d.ID)
+			}
+			if d.DeliveredAt.After(g.lastAttemptAt) {
+				g.lastAttemptAt = d.DeliveredAt
 			}
 		}
 		if done || next == "" {
@@ -128,27 +162,31 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 		}
 		page = next
 	}
-	if len(seen) == 0 {
-		return
-	}
-	newLast := seen[0].ID
-	for _, d := range seen {
-		if d.Pending {
-			newLast = min(newLast, d.ID-1)
-		}
-	}
-	for _, d := range seen {
-		if d.ID > newLast || d.OK || d.Pending || d.Redelivery || d.Event != "workflow_job" || okGUID[d.GUID] {
+	newLast := maxID
+	now := s.now()
+	for _, guid := range order {
+		g := guids[guid]
+		redeliveries := g.attempts - 1
+		switch {
+		case g.ok:
+			continue
+		case !g.pending && redeliveries >= maxRedeliveries:
+			s.m.reconcile.WithLabelValues("", "redeliver_gave_up").Inc()
+			s.log.Error().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int("redeliveries", redeliveries).
+				Msg("webhook delivery still failing after redeliveries; given up (the reconciler still covers queued jobs)")
 			continue
 		}
-		if err := hd.RedeliverHook(ctx, d.ID); err != nil {
-			s.log.Warn().Err(err).Int64("hook_delivery", d.ID).Msg("redeliver failed webhook")
-			newLast = min(newLast, d.ID-1) // try again next time
+		newLast = min(newLast, g.firstID-1) // unresolved: read it again next time
+		if g.pending || now.Sub(g.lastAttemptAt) < s.cfg.Interval<<redeliveries {
 			continue
 		}
-		okGUID[d.GUID] = true // once per GUID
+		if err := hd.RedeliverHook(ctx, g.lastFailedID); err != nil {
+			s.log.Warn().Err(err).Str(logkey.Delivery, guid).Msg("redeliver failed webhook")
+			continue
+		}
 		s.m.reconcile.WithLabelValues("", "redeliver").Inc()
-		s.log.Info().Str(logkey.Delivery, d.GUID).Str(logkey.Action, d.Action).Str(logkey.Reason, "GitHub does not retry failed deliveries").Msg("webhook redelivered")
+		s.log.Info().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int("redeliveries", redeliveries+1).
+			Str(logkey.Reason, "GitHub does not retry failed deliveries").Msg("webhook redelivered")
 	}
 	if newLast <= cur.Val.LastID {
 		return

@@ -193,25 +193,45 @@ func TestLostWebhooksAreRedeliveredSoJobsAreServedAndMinIdleRestored(t *testing.
 	}
 }
 
-func TestAWebhookEndpointDownWhileJobsQueueStillServesThem(t *testing.T) {
-	p := pool("small", 0, 10)
-	e := newEnv(t, p)
-	e.bridge.Down.Store(true)
-	ids := e.queue(3, p, 50*time.Millisecond)
-	waitFor(t, 5*time.Second, "the deliveries to fail", func() bool {
-		failed := 0
-		for _, d := range e.fake.Deliveries() {
-			if !d.Pending && !d.OK() {
-				failed++
+func TestJobsQueuedWhileTheWebhookEndpointIsDownAreServedOnceItIsBack(t *testing.T) {
+	tests := []struct {
+		name          string
+		scalerRunning bool // while the endpoint is down
+	}{
+		{name: "the scaler starts after the endpoint is back", scalerRunning: false},
+		{name: "the scaler runs all along and its first redeliveries fail too", scalerRunning: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pool("small", 0, 10)
+			e := newEnv(t, p)
+			e.bridge.Down.Store(true)
+			if tt.scalerRunning {
+				e.start(e.config())
 			}
-		}
-		return failed == 3
-	})
-	e.bridge.Down.Store(false)
-	e.start(e.config())
-	waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
-	e.succeeded(t, ids)
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+			ids := e.queue(3, p, 50*time.Millisecond)
+			waitFor(t, 5*time.Second, "failed deliveries", func() bool {
+				failed, failedRedeliveries := 0, 0
+				for _, d := range e.fake.Deliveries() {
+					if !d.Pending && !d.OK() {
+						failed++
+						if d.Redelivery {
+							failedRedeliveries++
+						}
+					}
+				}
+				return failed >= 3 && (!tt.scalerRunning || failedRedeliveries >= 1)
+			})
+			e.bridge.Down.Store(false)
+			if !tt.scalerRunning {
+				e.start(e.config())
+			}
+			waitFor(t, 15*time.Second, "every job to complete", e.allCompleted(ids))
+			e.succeeded(t, ids)
+			waitFor(t, 10*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
+			waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+		})
+	}
 }
 
 func TestARestartOfAllReplicasMidRunRebuildsStateAndDuplicatesNothing(t *testing.T) {
