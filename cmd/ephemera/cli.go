@@ -33,7 +33,9 @@ Usage:
 Commands:
   serve          run every component in one process (NATS embedded unless nats.url is set)
   webhook        run the webhook receiver alone (needs nats.url)
+  scaler         run the scaler and reconciler alone (needs nats.url)
   policy         run the policy service alone (needs nats.url)
+  status         show pools and runners (-o json for JSON)
   config check   validate a configuration file and exit
   version        print the version
 
@@ -69,6 +71,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch cmd {
 	case "serve":
 		return runRole(ctx, config.RoleServe, rest, stderr)
+	case "scaler":
+		return runRole(ctx, config.RoleScaler, rest, stderr)
+	case "status":
+		return status(ctx, rest, stdout, stderr)
 	case "policy":
 		return runRole(ctx, config.RolePolicy, rest, stderr)
 	case "webhook":

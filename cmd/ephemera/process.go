@@ -18,7 +18,9 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/internal/tokens"
+	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/policy"
+	"github.com/ephemera-ci/ephemera/scaler"
 	"github.com/ephemera-ci/ephemera/webhook"
 )
 
@@ -33,8 +35,11 @@ type process struct {
 	gh     *ghclient.Clients // shared by scaler and policy
 	tokens *tokens.Store     // minted by the scaler, consumed by policy
 	policy *policy.Service
+	scaler *scaler.Scaler
+	lxd    *lxdprov.Provider
 
 	runners []func(context.Context) error
+	closers []func()
 }
 
 // build connects to NATS and builds every component of role; nothing runs
@@ -57,7 +62,7 @@ func build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	}
 	defer func() {
 		if err != nil {
-			p.bus.Close()
+			p.close()
 		}
 	}()
 
@@ -74,6 +79,11 @@ func build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	}
 	if role == config.RoleServe || role == config.RolePolicy {
 		if err := p.addPolicy(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if role == config.RoleServe || role == config.RoleScaler {
+		if err := p.addScaler(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -182,11 +192,77 @@ func (p *process) addPolicy(ctx context.Context) error {
 	return p.addListener("policy", cfg.Policy.Listen, r)
 }
 
+func (p *process) addScaler(ctx context.Context) error {
+	cfg := p.cfg
+	gh, err := p.github()
+	if err != nil {
+		return err
+	}
+	ts, err := p.tokenStore(ctx)
+	if err != nil {
+		return err
+	}
+	prov, err := lxdprov.New(ctx, lxdprov.Config{
+		Socket:     cfg.LXD.Socket,
+		URL:        cfg.LXD.URL,
+		ClientCert: cfg.LXD.ClientCert,
+		ClientKey:  cfg.LXD.ClientKey,
+		ServerCert: cfg.LXD.ServerCert,
+		Project:    cfg.LXD.Project,
+		Pools:      cfg.Pools,
+		PolicyURL:  cfg.Policy.URL,
+		PreJobHook: policy.HookScript,
+		Log:        p.logFor("lxd"),
+		Registerer: p.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("lxd: %w", err)
+	}
+	p.lxd = prov
+	p.closers = append(p.closers, func() { _ = prov.Close() })
+	ghs, err := scaler.NewGitHub(scaler.GitHubConfig{
+		Clients:       gh,
+		Org:           cfg.GitHub.Org,
+		Repo:          cfg.GitHub.Repo,
+		RunnerGroupID: cfg.GitHub.RunnerGroupID,
+	})
+	if err != nil {
+		return err
+	}
+	s, err := scaler.New(ctx, scaler.Config{
+		Pools:            cfg.Pools,
+		JetStream:        p.bus.JS,
+		Provisioner:      prov,
+		GitHub:           ghs,
+		Tokens:           ts,
+		Interval:         cfg.Reconcile.Interval.D(),
+		BootstrapTimeout: cfg.Reconcile.BootstrapTimeout.D(),
+		IdleGrace:        cfg.Reconcile.IdleGrace.D(),
+		Replicas:         cfg.NATS.Replicas,
+		Log:              p.logFor("scaler"),
+		Registerer:       p.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("scaler: %w", err)
+	}
+	p.scaler = s
+	p.runners = append(p.runners, s.Run)
+	return nil
+}
+
+// close releases what build opened, NATS last.
+func (p *process) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.bus.Close()
+}
+
 // Run runs every component until ctx ends or one fails, then drains NATS.
 // Listeners stop accepting and finish in-flight requests first, so a
 // delivery answered 2xx is stored before the connection closes.
 func (p *process) Run(ctx context.Context) error {
-	defer p.bus.Close()
+	defer p.close()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range p.runners {
 		g.Go(func() error { return r(gctx) })

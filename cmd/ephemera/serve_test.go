@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ephemera-ci/ephemera/internal/jobs"
+	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
 
 // binary is the ephemera command built once for the process-level tests.
@@ -131,8 +132,10 @@ func delivery(t *testing.T, url string, id string, jobID int) int {
 // the stream after a restart, because listeners finish in-flight publishes
 // before NATS is drained, and JetStream keeps the stream on disk.
 func TestServeKeepsAcceptedDeliveriesAcrossRestart(t *testing.T) {
+	lxdtest.Require(t) // serve runs the scaler, which needs LXD
 	web, natsAddr, ready := freePort(t), freePort(t), freePort(t)
 	doc := strings.NewReplacer(
+		"name: small", "name: "+lxdtest.Pool().Name,
 		`webhook: { listen: "127.0.0.1:0"`, `webhook: { listen: "`+web+`"`,
 		`metrics: { listen: "127.0.0.1:0" }`, `metrics: { listen: "`+ready+`" }`,
 		`nats: { store_dir: STORE }`, `nats: { store_dir: STORE, listen: "`+natsAddr+`" }`,

@@ -176,7 +176,7 @@ func TestRolesRequireTheirSecrets(t *testing.T) {
 
 func TestSingleComponentsNeedAnExternalNATS(t *testing.T) {
 	secretsEnv(t)
-	for _, role := range []Role{RoleWebhook, RoleScaler, RolePolicy, RoleClient} {
+	for _, role := range []Role{RoleWebhook, RoleScaler, RolePolicy} {
 		_, err := Parse([]byte(strings.ReplaceAll(validDoc, "  token_file: TOKEN_FILE\n", "")), role)
 		var ke *KeyError
 		if !errors.As(err, &ke) || ke.Key != "nats.url" {

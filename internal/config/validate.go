@@ -76,7 +76,7 @@ func (c *Config) validateListeners(role Role) error {
 
 func (c *Config) validateNATS(role Role) error {
 	n := c.NATS
-	if n.URL == "" {
+	if n.URL == "" && role != RoleClient { // a client may be pointed elsewhere
 		if role != RoleServe {
 			return keyErr("nats.url", fmt.Sprintf("required for `ephemera %s` (only `ephemera serve` embeds NATS)", role))
 		}
