@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/scaler"
 )
 
 const checkConfig = `
@@ -88,4 +92,30 @@ func TestCommandLine(t *testing.T) {
 func lastLine(s string) string {
 	s = strings.TrimRight(s, "\n")
 	return s[strings.LastIndex(s, "\n")+1:]
+}
+
+func TestStatusReadsPoolsFromNATS(t *testing.T) {
+	_, srv := bustest.Open(t)
+	cfg := writeConfig(t, checkConfig)
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"status", "--config", cfg, "--nats", srv.ClientURL(), "-o", "json"}, &out, &errb); code != 0 {
+		t.Fatalf("status -o json: exit %d: %s", code, errb.String())
+	}
+	var st []scaler.PoolStatus
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		t.Fatalf("status -o json printed %q: %v", out.String(), err)
+	}
+	if len(st) != 1 || st[0].Pool != "small" || st[0].Max != 3 {
+		t.Errorf("status = %+v, want the one pool small with max 3", st)
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"status", "--config", cfg, "--nats", srv.ClientURL()}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "POOL ") || !strings.Contains(out.String(), "\nsmall ") {
+		t.Errorf("status table:\n%s", out.String())
+	}
+	if code := run(t.Context(), []string{"status", "--config", cfg}, &out, &errb); code != 2 {
+		t.Errorf("status without a way to reach NATS: exit %d, want 2", code)
+	}
 }
