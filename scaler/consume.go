@@ -334,6 +334,15 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 		}
 	}
 	if exists {
+		if old.Found {
+			s.setRunner(ctx, c.Val.Runner, func(r *runnerRec) bool {
+				if r.State.rank() >= runnerStarted.rank() {
+					return false
+				}
+				r.State, r.StartedAt = runnerStarted, s.now().UTC()
+				return true
+			})
+		}
 		c.Val.State = claimProvisioned
 		if _, err := s.kv.jobs.Update(ctx, c.Key, encode(c.Val), c.Rev); err != nil && !isConflict(err) {
 			return nak(s.backoff(delivered))

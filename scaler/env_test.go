@@ -270,3 +270,16 @@ func (e *env) succeeded(t testing.TB, ids []int64) {
 		}
 	}
 }
+
+// putKV writes a raw value into one of the scaler's buckets, creating it
+// as scaler.New would.
+func (e *env) putKV(bucket, key, value string) {
+	e.t.Helper()
+	kv, err := e.bus.JS.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), key, []byte(value)); err != nil {
+		e.t.Fatal(err)
+	}
+}

@@ -133,10 +133,13 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	}
 
 	_, _, err = update(ctx, s.kv.runners, r.name, func(rec *runnerRec) bool {
-		if rec.State.rank() >= runnerStarted.rank() {
-			return false
+		if rec.State.rank() >= runnerStarted.rank() && rec.RunnerID != 0 {
+			return false // the reconciler saw it busy already
 		}
-		rec.State, rec.RunnerID, rec.StartedAt = runnerStarted, reg.ID, s.now().UTC()
+		if rec.State.rank() < runnerStarted.rank() {
+			rec.State = runnerStarted
+		}
+		rec.RunnerID, rec.StartedAt = reg.ID, s.now().UTC()
 		return true
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -77,6 +78,16 @@ func (s *Scaler) observe(ctx context.Context) (*world, error) {
 		w.poolSet[p.Name] = struct{}{}
 	}
 	runners, gerr := s.cfg.GitHub.ListRunners(ctx, 0)
+	if errors.Is(gerr, ghclient.ErrNoInstallation) {
+		// No installation configured and none seen in an event since
+		// this replica started: use one a runner was registered with.
+		for _, e := range w.recs {
+			if e.Val.InstallationID != 0 {
+				runners, gerr = s.cfg.GitHub.ListRunners(ctx, e.Val.InstallationID)
+				break
+			}
+		}
+	}
 	if gerr != nil {
 		s.log.Warn().Err(gerr).Msg("reconcile: cannot list GitHub runners; GitHub-side actions skipped this time")
 	} else {
@@ -193,7 +204,7 @@ func (s *Scaler) reconcilePool(ctx context.Context, p config.Pool, w *world) {
 			if now.Sub(doneAt) > s.cfg.BootstrapTimeout && s.removeAndDestroy(ctx, rec, ghr, onGH, log) {
 				s.act(p.Name, "delete_finished", log, "runner finished long ago but its instance still runs")
 			}
-		case now.Sub(in.CreatedAt) > s.cfg.BootstrapTimeout && rec.State != runnerProvisioning:
+		case now.Sub(in.CreatedAt) > s.cfg.BootstrapTimeout && (rec.State != runnerProvisioning || now.After(rec.Deadline.Add(takeoverGrace))):
 			if s.removeAndDestroy(ctx, rec, ghr, onGH, log) {
 				s.act(p.Name, "bootstrap_timeout", log, "runner did not come online within bootstrap_timeout")
 			}

@@ -3,6 +3,7 @@ package scaler_test
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -266,4 +267,36 @@ func TestARestartOfAllReplicasMidRunRebuildsStateAndDuplicatesNothing(t *testing
 	waitFor(t, 15*time.Second, "min_idle and nothing else", func() bool {
 		return e.idle() == 1 && len(e.prov.Instances()) == 1 && len(e.fake.Runners()) == 1 && e.countKeys(scaler.BucketSlots) == 1
 	})
+}
+
+func TestADeadClaimantsInstanceIsAdoptedNotDuplicated(t *testing.T) {
+	p := pool("small", 0, 3)
+	e := newEnv(t, p)
+	const dead = "eph-small-dead0001"
+	id := e.queue(1, p, 200*time.Millisecond)[0]
+	// A replica died right after creating the job's instance: its claim,
+	// record and slot say "claimed"/"provisioning", past their deadline.
+	if _, err := e.gh.RegisterRunner(t.Context(), scaler.Registration{Name: dead, Labels: p.Labels}); err != nil {
+		t.Fatal(err)
+	}
+	e.prov.Add(scaler.Instance{Name: dead, Pool: "small", JobID: id, State: scaler.StateRunning, CreatedAt: time.Now()})
+	past := time.Now().Add(-10 * time.Second).UTC().Format(time.RFC3339Nano)
+	e.putKV(scaler.BucketJobs, strconv.FormatInt(id, 10), `{"job_id":`+strconv.FormatInt(id, 10)+`,"pool":"small","repo":"acme/app","state":"claimed","runner":"`+dead+`","owner":"dead","claimed_at":"`+past+`","deadline":"`+past+`","attempts":1}`)
+	e.putKV(scaler.BucketRunners, dead, `{"name":"`+dead+`","pool":"small","job_id":`+strconv.FormatInt(id, 10)+`,"owner":"dead","state":"provisioning","slot":"small.0","created_at":"`+past+`","deadline":"`+past+`"}`)
+	e.putKV(scaler.BucketSlots, "small.0", `"`+dead+`"`)
+	_ = e.fake.RunnerOnline(dead) // the runner in it comes up and takes the job
+
+	r := e.start(e.config())
+	waitFor(t, 10*time.Second, "the job to complete", e.allCompleted([]int64{id}))
+	e.succeeded(t, []int64{id})
+	waitFor(t, 10*time.Second, "the takeover", func() bool {
+		return metricSum(t, r.reg, "ephemera_jobs_total", map[string]string{"action": "takeover"}) == 1
+	})
+	if n := e.prov.Creates(); n != 0 {
+		t.Errorf("creates: %d, want 0: the dead claimant's instance serves the job", n)
+	}
+	if n := e.prov.JobPeak(id); n != 1 {
+		t.Errorf("job-bound runners at once: %d, want 1", n)
+	}
+	waitFor(t, 10*time.Second, "nothing left behind", func() bool { return e.clean() && e.countKeys(scaler.BucketRunners) == 0 })
 }
