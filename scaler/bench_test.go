@@ -127,6 +127,7 @@ func BenchmarkGitHubRequestsPerJob(b *testing.B) {
 		idle     = 50
 	)
 	var perJob []float64
+	byKind := map[string]int{}
 	for range b.N {
 		p := pool("steady", idle, 200)
 		e := newEnv(b, p)
@@ -150,12 +151,28 @@ func BenchmarkGitHubRequestsPerJob(b *testing.B) {
 		b.StopTimer()
 		api := 0
 		for _, c := range e.fake.Calls() {
-			if !strings.HasPrefix(c.Path, "/_fake/") {
-				api++
+			if strings.HasPrefix(c.Path, "/_fake/") {
+				continue
+			}
+			api++
+			switch {
+			case strings.HasSuffix(c.Path, "/generate-jitconfig"):
+				byKind["jit"]++
+			case strings.HasSuffix(c.Path, "/actions/runners") && c.Method == "GET":
+				byKind["list"]++
+			case strings.Contains(c.Path, "/actions/runners/") && c.Method == "DELETE":
+				byKind["remove"]++
+			case strings.HasPrefix(c.Path, "/app/hook/deliveries"):
+				byKind["deliveries"]++
+			default:
+				byKind["other"]++
 			}
 		}
 		perJob = append(perJob, float64(api)/jobsRun)
 	}
 	b.ReportMetric(slices.Max(perJob), "gh-requests/job")
+	for k, n := range byKind {
+		b.ReportMetric(float64(n)/float64(b.N*jobsRun), k+"/job")
+	}
 	b.ReportMetric(0, "ns/op")
 }
