@@ -32,6 +32,9 @@ type actionsState struct {
 
 	timers []*time.Timer
 	closed bool
+
+	// runnerURL is the base URL written into JIT configs; empty: Server.URL.
+	runnerURL string
 }
 
 func newActionsState() *actionsState {

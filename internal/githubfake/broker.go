@@ -30,6 +30,14 @@ type JobSpec struct {
 	// Duration when it is above zero; a runner driven over HTTP gets it
 	// in the job and reports completion itself.
 	Duration time.Duration
+	// Event is the workflow's triggering event as the runner sees it
+	// (GITHUB_EVENT_NAME); default "push". For "pull_request" the head
+	// repository, head and base branches and head SHA say which PR.
+	Event          string
+	HeadRepository string
+	HeadBranch     string
+	BaseBranch     string
+	SHA            string
 }
 
 // Job is a job as tests see it.
@@ -46,6 +54,11 @@ type Job struct {
 	RunnerID              int64
 	RunnerName            string
 	Duration              time.Duration
+	Event                 string
+	HeadRepository        string
+	HeadBranch            string
+	BaseBranch            string
+	SHA                   string
 }
 
 type job struct{ Job }
@@ -65,6 +78,9 @@ func (s *Server) QueueJob(spec JobSpec) int64 {
 	if spec.InstallationID == 0 {
 		spec.InstallationID = 1
 	}
+	if spec.Event == "" {
+		spec.Event = "push"
+	}
 	a := s.actions
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -73,6 +89,7 @@ func (s *Server) QueueJob(spec JobSpec) int64 {
 		ID: a.nextJobID, RunID: a.nextJobID * 10, RunAttempt: 1,
 		Repo: spec.Repo, Labels: slices.Clone(spec.Labels), InstallationID: spec.InstallationID,
 		Status: JobQueued, CreatedAt: time.Now().UTC().Truncate(time.Second), Duration: spec.Duration,
+		Event: spec.Event, HeadRepository: spec.HeadRepository, HeadBranch: spec.HeadBranch, BaseBranch: spec.BaseBranch, SHA: spec.SHA,
 	}}
 	a.jobs[j.ID] = j
 	a.queue = append(a.queue, j.ID)

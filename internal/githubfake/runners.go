@@ -125,9 +125,13 @@ func (s *Server) handleGenerateJIT(w http.ResponseWriter, r *http.Request) {
 	a.nextRunnerID++
 	rn := &runner{ID: a.nextRunnerID, Name: req.Name, Labels: slices.Clone(req.Labels), GroupID: req.RunnerGroupID, Scope: scope, Token: randomHex(16)}
 	a.runners[rn.ID] = rn
+	runnerURL := a.runnerURL
 	a.mu.Unlock()
+	if runnerURL == "" {
+		runnerURL = s.URL
+	}
 
-	cfg, _ := json.Marshal(JITConfig{RunnerID: rn.ID, Name: rn.Name, Token: rn.Token, URL: s.URL, Labels: rn.Labels})
+	cfg, _ := json.Marshal(JITConfig{RunnerID: rn.ID, Name: rn.Name, Token: rn.Token, URL: runnerURL, Labels: rn.Labels})
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"runner":             rn.api(),
 		"encoded_jit_config": base64.StdEncoding.EncodeToString(cfg),
@@ -246,5 +250,15 @@ func (s *Server) OnRunnerExit(f func(name string)) {
 	a := s.actions
 	a.mu.Lock()
 	a.onExit = append(a.onExit, f)
+	a.mu.Unlock()
+}
+
+// SetRunnerURL sets the base URL that JIT configs tell runners to use for
+// the /_fake/runners API, for runners that reach the stand-in by another
+// address (an LXD proxy device, say). Empty: Server.URL.
+func (s *Server) SetRunnerURL(u string) {
+	a := s.actions
+	a.mu.Lock()
+	a.runnerURL = u
 	a.mu.Unlock()
 }
