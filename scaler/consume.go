@@ -288,7 +288,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		if rl, ok := errors.AsType[*ghclient.RateLimitedError](err); ok {
 			delay = max(delay, time.Until(rl.Until))
 		}
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("provision job runner failed; undone, will retry")
+		log.Warn().Err(err).Dur(logkey.RetryIn, delay).Msg("provision job runner failed; undone, will retry")
 		return nak(delay)
 	}
 	claim.State = claimProvisioned
@@ -314,7 +314,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 // cleans up after it and provisions afresh under a compare-and-set, so
 // that only one replica takes over.
 func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, c entry[claimRec]) disposition {
-	log := s.jobLog(ev).With().Str("previous_owner", c.Val.Owner).Str(logkey.Runner, c.Val.Runner).Logger()
+	log := s.jobLog(ev).With().Str(logkey.PreviousOwner, c.Val.Owner).Str(logkey.Runner, c.Val.Runner).Logger()
 	s.m.jobs.WithLabelValues(pool.Name, "takeover").Inc()
 	old, err := get[runnerRec](ctx, s.kv.runners, c.Val.Runner)
 	if err != nil {
@@ -363,7 +363,7 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 	if err != nil {
 		return nak(s.cfg.CapacityRetry) // another replica took over first
 	}
-	log.Info().Str("new_runner", claim.Runner).Msg("job claim taken over from a claimant past its deadline")
+	log.Info().Str(logkey.NewRunner, claim.Runner).Msg("job claim taken over from a claimant past its deadline")
 	return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
 }
 

@@ -172,7 +172,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 			continue
 		case !g.pending && redeliveries >= maxRedeliveries:
 			s.m.reconcile.WithLabelValues("", "redeliver_gave_up").Inc()
-			s.log.Error().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int("redeliveries", redeliveries).
+			s.log.Error().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int(logkey.Redeliveries, redeliveries).
 				Msg("webhook delivery still failing after redeliveries; given up (the reconciler still covers queued jobs)")
 			continue
 		}
@@ -185,7 +185,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 			continue
 		}
 		s.m.reconcile.WithLabelValues("", "redeliver").Inc()
-		s.log.Info().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int("redeliveries", redeliveries+1).
+		s.log.Info().Str(logkey.Delivery, guid).Str(logkey.Action, g.action).Int(logkey.Redeliveries, redeliveries+1).
 			Str(logkey.Reason, "GitHub does not retry failed deliveries").Msg("webhook redelivered")
 	}
 	if newLast <= cur.Val.LastID {

@@ -490,6 +490,6 @@ func (s *Scaler) reprovisionStuck(ctx context.Context, w *world) {
 		}
 		cl.State = claimProvisioned
 		_, _ = s.kv.jobs.Update(ctx, key, encode(cl), rev)
-		s.act(p.Name, "reprovision", log.With().Str("new_runner", cl.Runner).Logger(), "job still queued on GitHub after its runner came and went")
+		s.act(p.Name, "reprovision", log.With().Str(logkey.NewRunner, cl.Runner).Logger(), "job still queued on GitHub after its runner came and went")
 	}
 }

@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	s := &Scaler{
 		cfg:      cfg,
 		pools:    map[string]config.Pool{},
-		log:      cfg.Log.With().Str(logkey.Component, "scaler").Str("replica", cfg.ReplicaID).Logger(),
+		log:      cfg.Log.With().Str(logkey.Component, "scaler").Str(logkey.Replica, cfg.ReplicaID).Logger(),
 		jit:      newTokenBucket(cfg.JITPerSecond, cfg.JITBurst),
 		slots:    newSlotView(),
 		sweepReq: make(chan string, 16),

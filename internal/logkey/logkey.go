@@ -23,4 +23,10 @@ const (
 	Path      = "path"
 	Op        = "op"
 	Check     = "check"
+	// Scaler.
+	Replica       = "replica"
+	PreviousOwner = "previous_owner"
+	NewRunner     = "new_runner"
+	RetryIn       = "retry_in"
+	Redeliveries  = "redeliveries"
 )
