@@ -37,6 +37,14 @@ bench: ## Run every benchmark once and print its figures.
 lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, Debian; idempotent).
 	bash deploy/lxd/setup.sh
 
+.PHONY: standin-image
+standin-image: ## Build the stand-in runner into the LXD image ephemera-standin (for demo and end-to-end tests).
+	bash deploy/lxd/standin-image.sh
+
+.PHONY: demo
+demo: lxd-dev standin-image build ## The whole system on this machine: real LXD containers, the GitHub stand-in, 30 jobs.
+	$(BIN) demo $(DEMO_FLAGS)
+
 .PHONY: run
 run: build ## Start `ephemera serve` with deploy/config.dev.yaml (dev secrets under .dev/).
 	bash deploy/dev/run.sh $(BIN)

@@ -36,6 +36,7 @@ Commands:
   scaler         run the scaler and reconciler alone (needs nats.url)
   policy         run the policy service alone (needs nats.url)
   status         show pools and runners (-o json for JSON)
+  demo           the whole system on this machine with the GitHub stand-in and real LXD
   config check   validate a configuration file and exit
   version        print the version
 
@@ -73,6 +74,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runRole(ctx, config.RoleServe, rest, stderr)
 	case "scaler":
 		return runRole(ctx, config.RoleScaler, rest, stderr)
+	case "demo":
+		return demo(ctx, rest, stdout, stderr)
 	case "status":
 		return status(ctx, rest, stdout, stderr)
 	case "policy":

@@ -40,6 +40,7 @@ type process struct {
 
 	runners []func(context.Context) error
 	closers []func()
+	addrs   map[string]string // listener name → bound address
 }
 
 // build connects to NATS and builds every component of role; nothing runs
@@ -99,6 +100,10 @@ func (p *process) addListener(name, addr string, h http.Handler) error {
 	if err != nil {
 		return err
 	}
+	if p.addrs == nil {
+		p.addrs = map[string]string{}
+	}
+	p.addrs[name] = l.ln.Addr().String()
 	p.runners = append(p.runners, l.Run)
 	return nil
 }

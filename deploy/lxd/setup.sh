@@ -83,25 +83,8 @@ if [[ -z $(lxc config get core.https_address) ]]; then
 fi
 
 # --- image -----------------------------------------------------------------
-# The image is built reproducibly (fixed times, owners and order), so its
-# fingerprint changes only when its content does.
-build=$(mktemp -d)
-trap 'rm -rf "$build"' EXIT
-bash "$here/build-image.sh" "$build" "$overlay"
-fingerprint=$(sha256sum "$build/image.tar" | cut -d' ' -f1)
-current=$(lxc image info "$alias_name" 2>/dev/null | awk '/^Fingerprint:/ {print $2}' || true)
-if [[ $current != "$fingerprint" ]]; then
-	if ! lxc image info "$fingerprint" >/dev/null 2>&1; then
-		say "importing image $alias_name (${fingerprint:0:12})"
-		lxc image import "$build/image.tar" >/dev/null
-	fi
-	if [[ -n $current ]]; then
-		lxc image alias delete "$alias_name" >/dev/null
-		say "replacing image ${current:0:12}"
-		lxc image delete "$current" >/dev/null 2>&1 || true
-	fi
-	lxc image alias create "$alias_name" "$fingerprint" >/dev/null
-fi
+bash "$here/import-image.sh" "$alias_name" "$overlay"
+fingerprint=$(lxc image info "$alias_name" | awk '/^Fingerprint:/ {print $2}')
 
 # --- leftovers -------------------------------------------------------------
 # Test runs that were killed leave instances eph-* behind, and projects t-*

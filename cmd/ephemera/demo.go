@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// demo runs the whole system on this machine — embedded NATS, the GitHub
+// stand-in, webhook, scaler, policy and real LXD containers running the
+// stand-in runner — submits a stream of jobs, shows it live, and prints a
+// summary.
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf commonFlags
+	var (
+		pl       = demoPlan{}
+		pools    int
+		minIdle  int
+		max      int
+		image    string
+		plain    bool
+		logFile  string
+		interval time.Duration
+	)
+	fs := newFlagSet("demo", stderr, &cf, "Runs ephemera end to end on this machine with the GitHub stand-in and real LXD\ncontainers (image from `make standin-image`; `make demo` does it all), submits\njobs, shows runners come and go, and prints a summary.")
+	fs.IntVar(&pl.Jobs, "jobs", 30, "jobs to submit")
+	fs.Float64Var(&pl.Rate, "rate", 2, "jobs submitted per second")
+	fs.DurationVar(&pl.Duration, "job-duration", 3*time.Second, "how long each job runs")
+	fs.IntVar(&pl.RejectEvery, "reject-every", 5, "every n-th job comes from a repository the policy refuses (0: none)")
+	fs.DurationVar(&pl.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.IntVar(&pools, "pools", 2, "number of pools (1 to 4)")
+	fs.IntVar(&minIdle, "min-idle", 1, "idle runners kept per pool")
+	fs.IntVar(&max, "max", 5, "most runners per pool")
+	fs.StringVar(&image, "image", "ephemera-standin", "LXD image with the stand-in runner")
+	fs.DurationVar(&interval, "reconcile", 2*time.Second, "reconcile interval")
+	fs.BoolVar(&plain, "plain", false, "print a line per second instead of redrawing the screen")
+	fs.StringVar(&logFile, "log", "", "write ephemera's logs to this `file` (default: discarded)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case pl.Jobs < 1:
+		return usagef("--jobs must be at least 1")
+	case pl.Rate <= 0:
+		return usagef("--rate must be above zero")
+	case pools < 1 || pools > 4:
+		return usagef("--pools must be 1 to 4")
+	case max < 1 || minIdle < 0 || minIdle > max:
+		return usagef("--min-idle must be 0 to --max, and --max at least 1")
+	case pl.RejectEvery < 0:
+		return usagef("--reject-every must not be negative")
+	}
+	log := zerolog.Nop()
+	if logFile != "" {
+		f, err := os.Create(logFile)
+		if err != nil {
+			return usagef("--log: %v", err)
+		}
+		defer f.Close()
+		l, err := newLogger(cf, f)
+		if err != nil {
+			return err
+		}
+		log = l
+	}
+	names := []string{"small", "large", "arm", "gpu"}[:pools]
+	fmt.Fprintf(stdout, "ephemera demo: starting NATS, the GitHub stand-in, webhook, scaler and policy; pools %s on LXD image %s\n", strings.Join(names, ", "), image)
+	sys, err := startDemoSystem(ctx, demoSpec{
+		Pools: names, MinIdle: minIdle, Max: max, Image: image,
+		Interval: interval, BootstrapTimeout: time.Minute, IdleGrace: 10 * time.Second, Log: log,
+	})
+	if err != nil {
+		return fmt.Errorf("start the demo: %w (is LXD set up? run `make lxd-dev standin-image`)", err)
+	}
+	defer sys.Close()
+
+	tty := !plain && isTerminal(stdout)
+	last := time.Time{}
+	view := func(s demoSnapshot) {
+		if !tty && s.At.Sub(last) < time.Second {
+			return
+		}
+		last = s.At
+		renderView(stdout, s, pl.Jobs, tty)
+	}
+	res, err := runDemo(ctx, sys, pl, 250*time.Millisecond, view)
+	if err != nil {
+		return err
+	}
+	if err := sys.Stop(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	printSummary(stdout, res)
+	if len(res.Unexpected) > 0 || res.InstancesLeft+res.RegistrationsLeft+res.SlotsLeft+res.OpenClaims > 0 {
+		return fmt.Errorf("the demo found problems: %d unexpected outcomes, %d instances, %d registrations, %d slots, %d open claims left",
+			len(res.Unexpected), res.InstancesLeft, res.RegistrationsLeft, res.SlotsLeft, res.OpenClaims)
+	}
+	return nil
+}
+
+func renderView(w io.Writer, s demoSnapshot, total int, tty bool) {
+	if !tty {
+		var parts []string
+		for _, p := range s.Pools {
+			parts = append(parts, fmt.Sprintf("%s idle %d busy %d prov %d wait %d", p.Pool, p.Idle, p.Busy, p.Provisioning, p.WaitingJobs))
+		}
+		fmt.Fprintf(w, "%s  submitted %d/%d  done %d  rejected %d  running %d  queued %d  instances %d  |  %s\n",
+			s.At.Format(time.TimeOnly), s.Submitted, total, s.Done, s.Rejected, s.Running, s.Queued, s.Instances, strings.Join(parts, "  |  "))
+		return
+	}
+	var b strings.Builder
+	b.WriteString("\x1b[H\x1b[2J")
+	fmt.Fprintf(&b, "ephemera demo — %s   jobs submitted %d/%d   done %d   rejected by policy %d   running %d   queued %d   LXD instances %d\n\n",
+		s.At.Format(time.TimeOnly), s.Submitted, total, s.Done, s.Rejected, s.Running, s.Queued, s.Instances)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tMIN_IDLE\tMAX\tIDLE\tBUSY\tPROVISIONING\tINSTANCES\tWAITING")
+	for _, p := range s.Pools {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Pool, p.MinIdle, p.Max, p.Idle, p.Busy, p.Provisioning, p.Instances, p.WaitingJobs)
+	}
+	tw.Flush()
+	b.WriteString("\nrecent events:\n")
+	for _, e := range s.Events {
+		b.WriteString("  " + e + "\n")
+	}
+	io.WriteString(w, b.String())
+}
+
+func printSummary(w io.Writer, r demoResult) {
+	perJob := 0.0
+	if len(r.Jobs) > 0 {
+		perJob = float64(r.GitHubRequests) / float64(len(r.Jobs))
+	}
+	fmt.Fprintf(w, "\nephemera demo summary (%s)\n", r.Elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  jobs submitted\t%d\n", len(r.Jobs))
+	fmt.Fprintf(tw, "  completed\t%d\n", r.Completed)
+	fmt.Fprintf(tw, "  rejected by policy\t%d\n", r.Rejected)
+	fmt.Fprintf(tw, "  unexpected outcomes\t%d\n", len(r.Unexpected))
+	fmt.Fprintf(tw, "  queued → running p50 / p99\t%s / %s\n", r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond))
+	fmt.Fprintf(tw, "  GitHub requests per job\t%.2f (%d in all)\n", perJob, r.GitHubRequests)
+	fmt.Fprintf(tw, "  instances left\t%d\n", r.InstancesLeft)
+	fmt.Fprintf(tw, "  registrations left\t%d\n", r.RegistrationsLeft)
+	fmt.Fprintf(tw, "  slots / open claims left\t%d / %d\n", r.SlotsLeft, r.OpenClaims)
+	tw.Flush()
+	for _, u := range r.Unexpected {
+		fmt.Fprintln(w, "  unexpected: "+u)
+	}
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/lxdprov"
+	"github.com/ephemera-ci/ephemera/policy"
+)
+
+// demoSpec describes a whole ephemera on this machine: embedded NATS, the
+// GitHub stand-in, webhook, scaler and policy in this process, and real LXD
+// containers whose stand-in runner reaches the host over loopback.
+type demoSpec struct {
+	Pools            []string // pool names; each gets labels [self-hosted, linux, <name>]
+	MinIdle, Max     int
+	Image            string // an image with the stand-in runner (deploy/lxd/standin-image.sh)
+	Interval         time.Duration
+	BootstrapTimeout time.Duration
+	IdleGrace        time.Duration
+	Log              zerolog.Logger
+}
+
+// demoSystem is a running demoSpec.
+type demoSystem struct {
+	spec    demoSpec
+	dir     string
+	fake    *githubfake.Server
+	router  *http.Server
+	profile string
+	unprof  func() error
+	cfg     *config.Config
+
+	policyURL atomic.Pointer[url.URL] // where the router sends policy requests
+
+	mu   sync.Mutex
+	proc *process
+	stop context.CancelFunc
+	done chan error
+}
+
+// Repositories of the demo: acme/app is configured safely; acme/legacy
+// gives an outside collaborator admin, so the policy refuses its jobs;
+// pull requests from stranger/app are forks nobody authorized.
+const (
+	demoRepoGood   = "acme/app"
+	demoRepoLegacy = "acme/legacy"
+	demoForkOwner  = "stranger"
+)
+
+func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err error) {
+	d := &demoSystem{spec: spec}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.dir, err = os.MkdirTemp("", "ephemera-demo-"); err != nil {
+		return nil, err
+	}
+	if d.fake, err = githubfake.Start(); err != nil {
+		return nil, err
+	}
+	d.fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoGood, Branches: map[string]*githubfake.BranchProtection{"main": {RequiredReviews: true}}})
+	d.fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoLegacy, OutsideCollaborators: map[string]string{"contractor": "admin"}})
+
+	// One loopback port serves instances both the stand-in's runner API and
+	// the policy service, so each instance needs one proxy device only.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	routerURL := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	d.router = &http.Server{Handler: d.route(), ReadHeaderTimeout: 10 * time.Second}
+	go d.router.Serve(ln) //nolint:errcheck // ends with Close
+	d.fake.SetRunnerURL(routerURL)
+
+	d.profile = "ephemera-demo-" + randomHex(3)
+	if d.unprof, err = lxdprov.LoopbackProfile(ctx, lxdprov.Config{Project: "default"}, d.profile, port); err != nil {
+		return nil, err
+	}
+
+	cfg := config.Default()
+	cfg.Webhook.Listen = "127.0.0.1:0"
+	cfg.Policy.Listen = "127.0.0.1:0"
+	cfg.Policy.URL = routerURL
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	cfg.NATS.StoreDir = d.dir + "/nats"
+	cfg.GitHub.APIURL = d.fake.URL
+	cfg.GitHub.Org = "acme"
+	cfg.Reconcile = config.Reconcile{
+		Interval:         config.Duration(spec.Interval),
+		BootstrapTimeout: config.Duration(spec.BootstrapTimeout),
+		IdleGrace:        config.Duration(spec.IdleGrace),
+	}
+	for _, name := range spec.Pools {
+		cfg.Pools = append(cfg.Pools, config.Pool{
+			Name: name, Labels: []string{"self-hosted", "linux", name},
+			InstanceType: config.InstanceContainer, Image: spec.Image,
+			CPU: 1, Memory: 256 << 20, Disk: 1 << 30,
+			MinIdle: spec.MinIdle, Max: spec.Max,
+			Profiles: []string{"default", d.profile},
+		})
+	}
+	webhookSecret := randomHex(16)
+	cfg.Secrets = config.Secrets{
+		WebhookSecrets:   []config.Secret{config.NewSecret(webhookSecret)},
+		PolicyAdminToken: config.NewSecret(randomHex(16)),
+		GitHubToken:      config.NewSecret("ghp_demo"),
+	}
+	if err := cfg.Validate(config.RoleServe); err != nil {
+		return nil, err
+	}
+	d.cfg = &cfg
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	d.fake.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.addrs["webhook"] + cfg.Webhook.Path, Secret: webhookSecret})
+	return d, nil
+}
+
+// route sends the stand-in runner's API to the GitHub stand-in and
+// everything else to the policy service.
+func (d *demoSystem) route() http.Handler {
+	fake := d.fake.Handler()
+	pol := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		if u := d.policyURL.Load(); u != nil {
+			r.SetURL(u)
+		}
+	}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/_fake/") {
+			fake.ServeHTTP(w, r)
+			return
+		}
+		pol.ServeHTTP(w, r)
+	})
+}
+
+// start builds and runs ephemera serve with d.cfg.
+func (d *demoSystem) start(ctx context.Context) error {
+	p, err := build(ctx, d.cfg, config.RoleServe, d.spec.Log)
+	if err != nil {
+		return err
+	}
+	d.policyURL.Store(&url.URL{Scheme: "http", Host: p.addrs["policy"]})
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	d.mu.Lock()
+	d.proc, d.stop, d.done = p, stop, done
+	d.mu.Unlock()
+	return nil
+}
+
+// Stop stops ephemera (gracefully, as SIGTERM would) and returns its error.
+func (d *demoSystem) Stop() error {
+	d.mu.Lock()
+	stop, done := d.stop, d.done
+	d.stop, d.done = nil, nil
+	d.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	stop()
+	return <-done
+}
+
+// Restart stops ephemera and starts it again with the configuration
+// changed by change, on the same NATS store: its state carries over.
+func (d *demoSystem) Restart(ctx context.Context, change func(*config.Config)) error {
+	if err := d.Stop(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	change(d.cfg)
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	d.fake.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.addrs["webhook"] + d.cfg.Webhook.Path, Secret: d.cfg.Secrets.WebhookSecrets[0].Reveal()})
+	return nil
+}
+
+// Instances lists the demo's instances in LXD.
+func (d *demoSystem) Instances(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil || p.lxd == nil {
+		return 0, errors.New("ephemera is not running")
+	}
+	in, err := p.lxd.List(ctx)
+	return len(in), err
+}
+
+// Close stops everything and removes what the demo created: instances
+// still there (after an interrupted run), the profile, the store.
+func (d *demoSystem) Close() {
+	_ = d.Stop()
+	if d.cfg != nil && d.unprof != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if p, err := lxdprov.New(ctx, lxdprov.Config{Project: "default", Pools: d.cfg.Pools, PolicyURL: d.cfg.Policy.URL, PreJobHook: policy.HookScript, Log: zerolog.Nop()}); err == nil {
+			if in, err := p.List(ctx); err == nil {
+				for _, i := range in {
+					_ = p.Delete(ctx, i.Name)
+				}
+			}
+			_ = p.Close()
+		}
+	}
+	if d.unprof != nil {
+		_ = d.unprof()
+	}
+	if d.router != nil {
+		d.router.Close()
+	}
+	if d.fake != nil {
+		d.fake.Close()
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
