@@ -244,7 +244,7 @@ func (p *process) addScaler(ctx context.Context) error {
 		BootstrapTimeout: cfg.Reconcile.BootstrapTimeout.D(),
 		IdleGrace:        cfg.Reconcile.IdleGrace.D(),
 		Replicas:         cfg.NATS.Replicas,
-		Log:              p.logFor("scaler"),
+		Log:              p.log, // the scaler names itself, with its replica id
 		Registerer:       p.reg,
 	})
 	if err != nil {
