@@ -73,17 +73,17 @@ type demoSnapshot struct {
 
 // demoResult is what a demo run measured.
 type demoResult struct {
-	Jobs                  []demoJob
-	Final                 map[int64]githubfake.Job
-	Completed, Rejected   int
-	Unexpected            []string // jobs whose outcome was not the planned one
+	Jobs                   []demoJob
+	Final                  map[int64]githubfake.Job
+	Completed, Rejected    int
+	Unexpected             []string // jobs whose outcome was not the planned one
 	LatencyP50, LatencyP99 time.Duration
-	GitHubRequests        int
-	InstancesLeft         int
-	RegistrationsLeft     int
-	SlotsLeft             int
-	OpenClaims            int
-	Elapsed               time.Duration
+	GitHubRequests         int
+	InstancesLeft          int
+	RegistrationsLeft      int
+	SlotsLeft              int
+	OpenClaims             int
+	Elapsed                time.Duration
 }
 
 // runDemo submits the plan's jobs, calls view with a snapshot every
