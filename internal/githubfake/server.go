@@ -235,6 +235,9 @@ func (s *Server) applyFaults(next http.Handler) http.Handler {
 		case f.RetryAfter > 0:
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 			w.Header().Set("X-RateLimit-Remaining", "0")
+			// The budget is back when the wait is over: a client that
+			// honours X-RateLimit-Reset (go-github does) waits as long.
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Duration(f.RetryAfter)*time.Second).Unix()+1, 10))
 			status := f.Status
 			if status == 0 {
 				status = http.StatusForbidden
