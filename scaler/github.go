@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 
@@ -123,6 +124,22 @@ func (g *gh) client(inst int64) (*github.Client, error) {
 	return c, err
 }
 
+// rateLimited adds a *ghclient.RateLimitedError saying until when to
+// go-github's own rate-limit errors (it refuses, without asking GitHub,
+// until a primary limit's reset), so callers wait as long as needed.
+func rateLimited(err error) error {
+	var until time.Time
+	if rl, ok := errors.AsType[*github.RateLimitError](err); ok {
+		until = rl.Rate.Reset.Time
+	} else if ab, ok := errors.AsType[*github.AbuseRateLimitError](err); ok && ab.RetryAfter != nil {
+		until = time.Now().Add(*ab.RetryAfter)
+	}
+	if until.IsZero() {
+		return err
+	}
+	return errors.Join(err, &ghclient.RateLimitedError{Until: until})
+}
+
 func statusOf(resp *github.Response) int {
 	if resp == nil || resp.Response == nil {
 		return 0
@@ -174,7 +191,7 @@ func (g *gh) generate(ctx context.Context, c *github.Client, reg Registration) (
 		return RegisteredRunner{}, ErrNameTaken
 	}
 	if err != nil {
-		return RegisteredRunner{}, fmt.Errorf("generate jit config %s: %w", reg.Name, err)
+		return RegisteredRunner{}, fmt.Errorf("generate jit config %s: %w", reg.Name, rateLimited(err))
 	}
 	if jit.GetRunner().GetID() == 0 || jit.GetEncodedJITConfig() == "" {
 		return RegisteredRunner{}, fmt.Errorf("generate jit config %s: answer without runner id or config", reg.Name)
@@ -201,7 +218,7 @@ func (g *gh) RemoveRunner(ctx context.Context, inst, id int64) error {
 		return ErrRunnerBusy
 	}
 	if err != nil {
-		return fmt.Errorf("remove runner %d: %w", id, err)
+		return fmt.Errorf("remove runner %d: %w", id, rateLimited(err))
 	}
 	return nil
 }
@@ -225,7 +242,7 @@ func (g *gh) ListRunners(ctx context.Context, inst int64) ([]GitHubRunner, error
 			rs, resp, err = c.Actions.ListRunners(ctx, g.owner, g.name, opts)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list runners: %w", err)
+			return nil, fmt.Errorf("list runners: %w", rateLimited(err))
 		}
 		for _, r := range rs.Runners {
 			out = append(out, GitHubRunner{ID: r.GetID(), Name: r.GetName(), Online: r.GetStatus() == "online", Busy: r.GetBusy()})
@@ -251,7 +268,7 @@ func (g *gh) JobStatus(ctx context.Context, inst int64, repo string, jobID int64
 		return JobStatus{}, ErrJobNotFound
 	}
 	if err != nil {
-		return JobStatus{}, fmt.Errorf("get job %d: %w", jobID, err)
+		return JobStatus{}, fmt.Errorf("get job %d: %w", jobID, rateLimited(err))
 	}
 	return JobStatus{Status: j.GetStatus(), Conclusion: j.GetConclusion(), RunnerName: j.GetRunnerName()}, nil
 }

@@ -60,6 +60,14 @@ func TestGitHubWithATokenAtRepositoryLevel(t *testing.T) {
 	if _, _, err := gh.(scaler.HookDeliveries).HookDeliveries(ctx, ""); !errors.Is(err, scaler.ErrNotApp) {
 		t.Errorf("hook deliveries with a token: %v, want ErrNotApp", err)
 	}
+
+	// A rate limit says until when to wait, so that jobs wait that long.
+	fake.InjectFault(githubfake.Fault{Method: http.MethodPost, Path: "/repos/acme/app/actions/runners/generate-jitconfig", Status: http.StatusForbidden, RetryAfter: 2, Times: 1})
+	_, err = gh.RegisterRunner(ctx, scaler.Registration{Name: "eph-x-00000002", Labels: []string{"x"}})
+	rl, ok := errors.AsType[*ghclient.RateLimitedError](err)
+	if !ok || !rl.Until.After(time.Now()) {
+		t.Errorf("rate-limited registration: %v; want a *ghclient.RateLimitedError in the future", err)
+	}
 }
 
 func TestGitHubAsAnAppUsesTheEventsInstallation(t *testing.T) {
