@@ -30,8 +30,10 @@ test: vet ## vet, then every test with the race detector (LXD tests skip when LX
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 .PHONY: bench
-bench: ## Run every benchmark once and print its figures.
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m $(PKGS)
+bench: ## Run every benchmark once; print one table of figures and write bench/results.json.
+	@mkdir -p bench
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m $(PKGS) | tee bench/raw.txt
+	$(GO) run ./cmd/ephemera-benchtable -json bench/results.json < bench/raw.txt
 
 .PHONY: lxd-dev
 lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, Debian; idempotent).

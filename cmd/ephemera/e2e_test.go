@@ -18,7 +18,7 @@ var standinOnce sync.Once
 
 // requireStandinImage builds the stand-in runner into its LXD image (a
 // no-op when it is current), as `make standin-image` does.
-func requireStandinImage(t *testing.T) {
+func requireStandinImage(t testing.TB) {
 	t.Helper()
 	lxdtest.Require(t)
 	var out []byte
