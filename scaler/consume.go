@@ -292,6 +292,9 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		return nak(delay)
 	}
 	claim.State = claimProvisioned
+	// The runner exists: record it even when ctx ends right now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
 	if _, err := s.kv.jobs.Update(ctx, jobKey(ev.JobID), encode(claim), rev); err != nil {
 		// Someone took the claim over meanwhile (or moved it on): ours is
 		// a runner too many for this job. Remove it, GitHub first.

@@ -132,7 +132,10 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		return fmt.Errorf("create instance %s: %w", r.name, err)
 	}
 
-	_, _, err = update(ctx, s.kv.runners, r.name, func(rec *runnerRec) bool {
+	// The instance exists: record it even when ctx ends right now.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer rcancel()
+	_, _, err = update(rctx, s.kv.runners, r.name, func(rec *runnerRec) bool {
 		if rec.State.rank() >= runnerStarted.rank() && rec.RunnerID != 0 {
 			return false // the reconciler saw it busy already
 		}

@@ -446,6 +446,12 @@ func (s *Scaler) reprovisionStuck(ctx context.Context, w *world) {
 			if now.Before(cl.Deadline.Add(takeoverGrace + 2*s.cfg.Interval)) {
 				continue
 			}
+			if _, ok := w.insts[cl.Runner]; ok {
+				// Its claimant created the runner and died before saying so.
+				cl.State = claimProvisioned
+				_, _ = s.kv.jobs.Update(ctx, key, encode(cl), c.Rev)
+				continue
+			}
 		default:
 			continue
 		}

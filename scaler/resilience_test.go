@@ -149,7 +149,9 @@ func TestScaleDownRacingWithAnAssignmentDoesNotKillTheJob(t *testing.T) {
 	p := pool("small", 1, 5)
 	e := newEnv(t, p)
 	r1 := e.start(e.config())
-	waitFor(t, 10*time.Second, "one idle runner", func() bool { return e.idle() == 1 })
+	waitFor(t, 10*time.Second, "one idle runner, recorded", func() bool {
+		return e.idle() == 1 && metricSum(t, r1.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "top_up"}) == 1
+	})
 	idle := e.fake.Runners()[0].Name
 	r1.stop()
 
