@@ -108,36 +108,33 @@ func (p *process) addListener(name, addr string, h http.Handler) error {
 	return nil
 }
 
-func (p *process) github() (*ghclient.Clients, error) {
-	if p.gh != nil {
-		return p.gh, nil
+// shared builds, once, what the scaler and the policy service share: the
+// GitHub clients (one rate-limit guard, one set of metrics) and the
+// one-time token store (the scaler mints, the policy service consumes).
+func (p *process) shared(ctx context.Context) (*ghclient.Clients, *tokens.Store, error) {
+	if p.gh == nil {
+		gh, err := ghclient.New(ghclient.Config{
+			APIURL:         p.cfg.GitHub.APIURL,
+			AppID:          p.cfg.GitHub.AppID,
+			PrivateKey:     p.cfg.Secrets.GitHubPrivateKey,
+			InstallationID: p.cfg.GitHub.InstallationID,
+			Token:          p.cfg.Secrets.GitHubToken,
+			Registerer:     p.reg,
+			Log:            p.logFor("github"),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.gh = gh
 	}
-	gh, err := ghclient.New(ghclient.Config{
-		APIURL:         p.cfg.GitHub.APIURL,
-		AppID:          p.cfg.GitHub.AppID,
-		PrivateKey:     p.cfg.Secrets.GitHubPrivateKey,
-		InstallationID: p.cfg.GitHub.InstallationID,
-		Token:          p.cfg.Secrets.GitHubToken,
-		Registerer:     p.reg,
-		Log:            p.logFor("github"),
-	})
-	if err != nil {
-		return nil, err
+	if p.tokens == nil {
+		ts, err := tokens.New(ctx, tokens.Config{Bus: p.bus, TTL: p.cfg.TokenTTL()})
+		if err != nil {
+			return nil, nil, fmt.Errorf("token store: %w", err)
+		}
+		p.tokens = ts
 	}
-	p.gh = gh
-	return gh, nil
-}
-
-func (p *process) tokenStore(ctx context.Context) (*tokens.Store, error) {
-	if p.tokens != nil {
-		return p.tokens, nil
-	}
-	ts, err := tokens.New(ctx, tokens.Config{Bus: p.bus, TTL: p.cfg.TokenTTL()})
-	if err != nil {
-		return nil, fmt.Errorf("token store: %w", err)
-	}
-	p.tokens = ts
-	return ts, nil
+	return p.gh, p.tokens, nil
 }
 
 func (p *process) addWebhook() error {
@@ -165,11 +162,7 @@ func (p *process) addWebhook() error {
 
 func (p *process) addPolicy(ctx context.Context) error {
 	cfg := p.cfg
-	gh, err := p.github()
-	if err != nil {
-		return err
-	}
-	ts, err := p.tokenStore(ctx)
+	gh, ts, err := p.shared(ctx)
 	if err != nil {
 		return err
 	}
@@ -199,11 +192,7 @@ func (p *process) addPolicy(ctx context.Context) error {
 
 func (p *process) addScaler(ctx context.Context) error {
 	cfg := p.cfg
-	gh, err := p.github()
-	if err != nil {
-		return err
-	}
-	ts, err := p.tokenStore(ctx)
+	gh, ts, err := p.shared(ctx)
 	if err != nil {
 		return err
 	}
