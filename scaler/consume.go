@@ -306,7 +306,17 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 			}
 			return ack()
 		}
-		log.Warn().Err(err).Msg("record job provisioned")
+		// Still ours, moved on by the job's own in_progress or completed
+		// event meanwhile: record provisioned on top of that.
+		if _, _, uerr := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
+			if c.Runner != claim.Runner || c.State == claimProvisioned {
+				return false
+			}
+			c.State = claimProvisioned
+			return true
+		}); uerr != nil {
+			log.Warn().Err(uerr).Msg("record job provisioned")
+		}
 	}
 	s.m.jobs.WithLabelValues(pool.Name, "provisioned").Inc()
 	return ack()
