@@ -127,13 +127,13 @@ type Pool struct {
 	Name   string   `yaml:"name"`
 	Labels []string `yaml:"labels"`
 	// InstanceType is "virtual-machine" (default) or "container".
-	InstanceType string `yaml:"instance_type"`
-	Image        string `yaml:"image"` // alias or fingerprint; required
-	CPU          int    `yaml:"cpu"`    // default 2
-	Memory       Size   `yaml:"memory"` // default 4GiB
-	Disk         Size   `yaml:"disk"`   // default 20GiB
-	MinIdle      int    `yaml:"min_idle"`
-	Max          int    `yaml:"max"`      // required, ≥ 1 and ≥ min_idle
+	InstanceType string   `yaml:"instance_type"`
+	Image        string   `yaml:"image"`  // alias or fingerprint; required
+	CPU          int      `yaml:"cpu"`    // default 2
+	Memory       Size     `yaml:"memory"` // default 4GiB
+	Disk         Size     `yaml:"disk"`   // default 20GiB
+	MinIdle      int      `yaml:"min_idle"`
+	Max          int      `yaml:"max"`      // required, ≥ 1 and ≥ min_idle
 	Profiles     []string `yaml:"profiles"` // default [default]
 	// Target places this pool's instances on one LXD cluster member.
 	Target string `yaml:"target"`

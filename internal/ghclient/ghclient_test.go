@@ -134,7 +134,10 @@ func TestNewRejectsBadCredentials(t *testing.T) {
 
 func TestRequestsAreCountedByOp(t *testing.T) {
 	rc, url := serve(t, "/")
-	rc.answer = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound); w.Write([]byte(`{}`)) }
+	rc.answer = func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{}`))
+	}
 	reg := prometheus.NewRegistry()
 	c, _ := New(Config{APIURL: url, Token: config.NewSecret("t"), Registerer: reg})
 	gc, _ := c.ForInstallation(0)
