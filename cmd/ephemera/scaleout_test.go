@@ -38,13 +38,13 @@ import (
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
 }
 
 func startProc(t *testing.T, name string, args []string, env []string, readyURL string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(binary, args...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &proc{name: name, cmd: exec.Command(binary, args...), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {

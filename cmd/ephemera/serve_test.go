@@ -51,16 +51,34 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// syncBuffer is a bytes.Buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // serveProc is one `ephemera serve` process.
 type serveProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
 }
 
 func startServe(t *testing.T, cfgPath string, readyURL string) *serveProc {
 	t.Helper()
-	p := &serveProc{cmd: exec.Command(binary, "serve", "--config", cfgPath), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &serveProc{cmd: exec.Command(binary, "serve", "--config", cfgPath), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), "EPHEMERA_POLICY_ADMIN_TOKEN=s3cr3t-admin", "EPHEMERA_GITHUB_TOKEN=s3cr3t-gh")
 	if err := p.cmd.Start(); err != nil {
