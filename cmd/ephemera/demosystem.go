@@ -109,6 +109,7 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 		Interval:         config.Duration(spec.Interval),
 		BootstrapTimeout: config.Duration(spec.BootstrapTimeout),
 		IdleGrace:        config.Duration(spec.IdleGrace),
+		ProvisionTimeout: config.Duration(time.Minute),
 	}
 	for _, name := range spec.Pools {
 		cfg.Pools = append(cfg.Pools, config.Pool{

@@ -232,6 +232,7 @@ func (p *process) addScaler(ctx context.Context) error {
 		Interval:         cfg.Reconcile.Interval.D(),
 		BootstrapTimeout: cfg.Reconcile.BootstrapTimeout.D(),
 		IdleGrace:        cfg.Reconcile.IdleGrace.D(),
+		ProvisionTimeout: cfg.Reconcile.ProvisionTimeout.D(),
 		Replicas:         cfg.NATS.Replicas,
 		Log:              p.log, // the scaler names itself, with its replica id
 		Registerer:       p.reg,

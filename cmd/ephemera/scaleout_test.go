@@ -221,7 +221,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 		fmt.Fprintf(&b, "webhook: { listen: %q }\npolicy: { listen: %q, url: %q }\nmetrics: { listen: %q }\n", webhook, policyListen, "http://"+runnerAddr, metrics)
 		fmt.Fprintf(&b, "nats: { url: %q, replicas: 3 }\n", cluster.URL())
 		fmt.Fprintf(&b, "github: { api_url: %q, app_id: 1, installation_id: 1, org: acme }\n", fake.URL)
-		fmt.Fprintf(&b, "reconcile: { interval: 1s, bootstrap_timeout: 90s, idle_grace: %s }\npools:\n", idleGrace)
+		fmt.Fprintf(&b, "reconcile: { interval: 1s, bootstrap_timeout: 90s, idle_grace: %s, provision_timeout: 30s }\npools:\n", idleGrace)
 		for _, p := range pools {
 			fmt.Fprintf(&b, "  - { name: %s, labels: [%s], instance_type: container, image: %s, cpu: 1, memory: 256MiB, disk: 1GiB, min_idle: %d, max: %d, profiles: [default, %s] }\n",
 				p.Name, strings.Join(p.Labels, ", "), standinImage, minIdle, p.Max, profile)
@@ -352,7 +352,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	for _, s := range scalers[1:] {
 		s.term(t)
 	}
-	start("scaler", "scaler-drain", "127.0.0.1:0", "127.0.0.1:0", 0, "1s")
+	drainer := start("scaler", "scaler-drain", "127.0.0.1:0", "127.0.0.1:0", 0, "1s")
 	deadline = time.Now().Add(3 * time.Minute)
 	for {
 		in, err := observer.List(t.Context())
@@ -360,6 +360,13 @@ func TestScaleOutOnLXD(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			for _, i := range in {
+				t.Logf("instance %s: %s, job %d, created %s", i.Name, i.State, i.JobID, i.CreatedAt.Format(time.TimeOnly))
+			}
+			for _, r := range fake.Runners() {
+				t.Logf("registration %s (%d): online %v, busy %v, job %d", r.Name, r.ID, r.Online, r.Busy, r.JobID)
+			}
+			logTail(t, drainer)
 			t.Fatalf("not drained after 3 minutes: %d instances, %d registrations (%v)", len(in), len(fake.Runners()), err)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -406,4 +413,17 @@ func readCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)
 
 func contextWith(r *http.Request, backend string) context.Context {
 	return context.WithValue(r.Context(), backendKey{}, backend)
+}
+
+// logTail logs the warnings and errors of a process's last log lines.
+func logTail(t *testing.T, p *proc) {
+	t.Helper()
+	lines := strings.Split(p.stderr.String(), "\n")
+	n := 0
+	for i := len(lines) - 1; i >= 0 && n < 40; i-- {
+		if strings.Contains(lines[i], `"level":"warn"`) || strings.Contains(lines[i], `"level":"error"`) || strings.Contains(lines[i], `"action"`) {
+			t.Logf("%s: %s", p.name, lines[i])
+			n++
+		}
+	}
 }

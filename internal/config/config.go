@@ -118,6 +118,10 @@ type Reconcile struct {
 	Interval         Duration `yaml:"interval"`          // default 30s
 	BootstrapTimeout Duration `yaml:"bootstrap_timeout"` // default 10m
 	IdleGrace        Duration `yaml:"idle_grace"`        // default 2m
+	// ProvisionTimeout bounds one runner's registration and instance
+	// creation; a job whose scaler replica died mid-way is taken over, and
+	// its half-made instance cleaned up, once it passes. Default 5m.
+	ProvisionTimeout Duration `yaml:"provision_timeout"`
 }
 
 // Pool is a set of identical runners.
@@ -194,6 +198,7 @@ func Default() Config {
 			Interval:         Duration(30 * time.Second),
 			BootstrapTimeout: Duration(10 * time.Minute),
 			IdleGrace:        Duration(2 * time.Minute),
+			ProvisionTimeout: Duration(5 * time.Minute),
 		},
 	}
 }

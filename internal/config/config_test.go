@@ -77,6 +77,7 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"a zero interval", repl(`interval: 30s`, `interval: 0s`), "reconcile.interval"},
 		{"a zero bootstrap timeout", repl(`bootstrap_timeout: 10m`, `bootstrap_timeout: 0s`), "reconcile.bootstrap_timeout"},
 		{"a zero idle grace", repl(`idle_grace: 2m`, `idle_grace: 0s`), "reconcile.idle_grace"},
+		{"a provision timeout too short", repl(`idle_grace: 2m`, `idle_grace: 2m, provision_timeout: 1s`), "reconcile.provision_timeout"},
 		{"a listen address without a port", repl(`listen: ":8080"`, `listen: "localhost"`), "webhook.listen"},
 		{"a path without a slash", repl(`path: /webhook`, `path: webhook`), "webhook.path"},
 		{"a publish timeout past GitHub's deadline", repl(`max_body: 1MiB`, `max_body: 1MiB, publish_timeout: 10s`), "webhook.publish_timeout"},

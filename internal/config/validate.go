@@ -179,6 +179,9 @@ func (c *Config) validateReconcile(role Role) error {
 	if r.IdleGrace <= 0 {
 		return keyErr("reconcile.idle_grace", "must be greater than zero")
 	}
+	if r.ProvisionTimeout.D() < 10*time.Second {
+		return keyErr("reconcile.provision_timeout", "must be at least 10s")
+	}
 	return nil
 }
 
