@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
 	testHook  = "#!/bin/sh\n# stand-in pre-job hook\n. /etc/ephemera/pre-job.env\nexit 0\n"
-	testURL   = "http://10.0.0.1:8081"
+	testURL   = "http://192.0.2.1:8081"
 	testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	testJIT   = "eyJydW5uZXIiOiJ0ZXN0In0+/ABCxyz09=="
 )

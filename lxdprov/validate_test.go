@@ -14,11 +14,11 @@ func TestPolicyURLsThatCouldInjectAreRefused(t *testing.T) {
 		url string
 		ok  bool
 	}{
-		{"http://10.0.0.1:8081", true},
+		{"http://192.0.2.1:8081", true},
 		{"https://policy.example.com/ephemera/v1", true},
 		{"http://[::1]:8081/", true},
 		{"", false},
-		{"ftp://10.0.0.1", false},
+		{"ftp://192.0.2.1", false},
 		{`http://x/"; poweroff; "`, false},
 		{"http://x/$(poweroff)", false},
 		{"http://x/`poweroff`", false},
