@@ -260,6 +260,11 @@ func TestDroppedDeliveriesAreRecordedFailedAndCanBeRedeliveredThroughTheAPI(t *t
 	id := s.QueueJob(githubfake.JobSpec{Labels: []string{"x"}})
 	s.QueueJob(githubfake.JobSpec{Labels: []string{"x"}})
 	waitFor(t, "the second job's webhook", func() bool { return len(h.all()) == 1 })
+	// The receiver has it; the sender records the answer just after.
+	waitFor(t, "both deliveries recorded", func() bool {
+		d := s.Deliveries()
+		return len(d) == 2 && !d[0].Pending && !d[1].Pending
+	})
 
 	ds, _, err := c.Apps.ListHookDeliveries(context.Background(), &github.ListCursorOptions{PerPage: 1})
 	if err != nil {
