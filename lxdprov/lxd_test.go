@@ -15,45 +15,12 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
-
-// cloudConfig is the part of the rendered user-data the tests read.
-type cloudConfig struct {
-	WriteFiles []struct {
-		Path, Owner, Permissions, Content string
-		Append                            bool
-	} `yaml:"write_files"`
-	Runcmd []string `yaml:"runcmd"`
-}
-
-func parseCloudConfig(t *testing.T, s string) cloudConfig {
-	t.Helper()
-	if !strings.HasPrefix(s, "#cloud-config\n") {
-		t.Fatalf("user-data does not start with #cloud-config:\n%s", s)
-	}
-	var cc cloudConfig
-	if err := yaml.Unmarshal([]byte(s), &cc); err != nil {
-		t.Fatalf("user-data is not YAML: %v\n%s", err, s)
-	}
-	return cc
-}
-
-func (cc cloudConfig) file(t *testing.T, path string) string {
-	t.Helper()
-	for _, f := range cc.WriteFiles {
-		if f.Path == path {
-			return f.Content
-		}
-	}
-	t.Fatalf("user-data writes no %s", path)
-	return ""
-}
 
 // userConfig is an instance's own config without the keys LXD adds.
 func userConfig(c map[string]string) map[string]string {
@@ -115,15 +82,15 @@ func TestCreateStartsAnEphemeralInstanceWithExactlyTheRequestedConfig(t *testing
 		t.Errorf("config (-got +want):\n%s", diff)
 	}
 
-	cc := parseCloudConfig(t, userData)
-	if got := cc.file(t, lxdprov.PreJobHookPath); got != hook {
+	cc := lxdprov.ParseCloudConfig(t, userData)
+	if got := cc.File(t, lxdprov.PreJobHookPath); got != hook {
 		t.Errorf("pre-job hook = %q, want %q", got, hook)
 	}
 	wantEnv := "EPHEMERA_POLICY_URL=" + lxdtest.PolicyURL + "\nEPHEMERA_POLICY_TOKEN=" + spec.PolicyToken + "\n"
-	if got := cc.file(t, lxdprov.PreJobEnvPath); got != wantEnv {
+	if got := cc.File(t, lxdprov.PreJobEnvPath); got != wantEnv {
 		t.Errorf("pre-job env = %q, want %q", got, wantEnv)
 	}
-	if got, want := cc.file(t, lxdprov.RunnerDir+"/.env"), "ACTIONS_RUNNER_HOOK_JOB_STARTED="+lxdprov.PreJobHookPath+"\n"; got != want {
+	if got, want := cc.File(t, lxdprov.RunnerDir+"/.env"), "ACTIONS_RUNNER_HOOK_JOB_STARTED="+lxdprov.PreJobHookPath+"\n"; got != want {
 		t.Errorf("runner .env = %q, want %q", got, want)
 	}
 	wantRun := lxdprov.RunOncePath + " " + lxdprov.RunnerDir + "/run.sh --jitconfig " + spec.JITConfig

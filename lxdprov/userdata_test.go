@@ -102,7 +102,7 @@ func TestHostileHookReachesTheInstanceUnchanged(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cc := parseCloudConfig(t, got)
+				cc := ParseCloudConfig(t, got)
 				paths := []string{PreJobHookPath, PreJobEnvPath, RunnerDir + "/.env", RunOncePath}
 				if diff := cmp.Diff(cc.paths(), paths); diff != "" {
 					t.Errorf("write_files paths (-got +want):\n%s", diff)
@@ -210,7 +210,7 @@ func TestSnippetMerge(t *testing.T) {
 			if diff := cmp.Diff(runcmd, tc.wantRuncmd); diff != "" {
 				t.Errorf("runcmd (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(parseCloudConfig(t, got).paths(), tc.wantPaths); diff != "" {
+			if diff := cmp.Diff(ParseCloudConfig(t, got).paths(), tc.wantPaths); diff != "" {
 				t.Errorf("write_files (-got +want):\n%s", diff)
 			}
 			if _, ok := doc[tc.wantKey]; tc.wantKey != "" && !ok {
@@ -222,8 +222,9 @@ func TestSnippetMerge(t *testing.T) {
 
 var basePaths = []string{PreJobHookPath, PreJobEnvPath, RunnerDir + "/.env", RunOncePath}
 
-// cloudConfig is the part of the rendered user-data the tests read.
-type cloudConfig struct {
+// CloudConfig is the part of the rendered user-data the tests read (this
+// package's and the external lxdprov_test's).
+type CloudConfig struct {
 	WriteFiles []struct {
 		Path, Owner, Permissions, Content string
 		Append                            bool
@@ -231,19 +232,33 @@ type cloudConfig struct {
 	Runcmd []any `yaml:"runcmd"`
 }
 
-func parseCloudConfig(t *testing.T, s string) cloudConfig {
+// ParseCloudConfig parses rendered user-data, failing t unless it is
+// #cloud-config YAML.
+func ParseCloudConfig(t *testing.T, s string) CloudConfig {
 	t.Helper()
 	if !strings.HasPrefix(s, "#cloud-config\n") {
 		t.Fatalf("user-data does not start with #cloud-config:\n%s", s)
 	}
-	var cc cloudConfig
+	var cc CloudConfig
 	if err := yaml.Unmarshal([]byte(s), &cc); err != nil {
 		t.Fatalf("user-data is not YAML: %v\n%s", err, s)
 	}
 	return cc
 }
 
-func (cc cloudConfig) paths() []string {
+// File is the content user-data writes to path; it fails t when none.
+func (cc CloudConfig) File(t *testing.T, path string) string {
+	t.Helper()
+	for _, f := range cc.WriteFiles {
+		if f.Path == path {
+			return f.Content
+		}
+	}
+	t.Fatalf("user-data writes no %s", path)
+	return ""
+}
+
+func (cc CloudConfig) paths() []string {
 	var out []string
 	for _, f := range cc.WriteFiles {
 		out = append(out, f.Path)

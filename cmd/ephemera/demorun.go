@@ -41,7 +41,7 @@ type demoJob struct {
 // refuses.
 func (pl demoPlan) job(i int, pools []string) (githubfake.JobSpec, demoJob) {
 	pool := pools[i%len(pools)]
-	spec := githubfake.JobSpec{Labels: []string{"self-hosted", pool}, Duration: pl.Duration, Repo: demoRepoGood, Event: "push"}
+	spec := githubfake.JobSpec{Labels: []string{"self-hosted", pool}, Duration: pl.Duration, Repo: demoRepoGood, Trigger: githubfake.Trigger{Event: "push"}}
 	dj := demoJob{Pool: pool}
 	switch {
 	case pl.RejectEvery > 0 && i%pl.RejectEvery == pl.RejectEvery-1:
@@ -49,13 +49,18 @@ func (pl demoPlan) job(i int, pools []string) (githubfake.JobSpec, demoJob) {
 		if (i/pl.RejectEvery)%2 == 0 {
 			spec.Repo = demoRepoLegacy
 		} else {
-			spec.Event, spec.HeadRepository, spec.HeadBranch, spec.BaseBranch, spec.SHA = "pull_request", demoForkOwner+"/app", fmt.Sprintf("patch-%d", i), "main", randomHex(20)
+			spec.Trigger = pullRequest(demoForkOwner+"/app", fmt.Sprintf("patch-%d", i))
 		}
 	case i%3 == 1:
-		spec.Event, spec.HeadRepository, spec.HeadBranch, spec.BaseBranch, spec.SHA = "pull_request", demoRepoGood, fmt.Sprintf("feature-%d", i), "main", randomHex(20)
+		spec.Trigger = pullRequest(demoRepoGood, fmt.Sprintf("feature-%d", i))
 	}
 	dj.Repo, dj.Event = spec.Repo, spec.Event
 	return spec, dj
+}
+
+// pullRequest is a pull request into main from head's branch.
+func pullRequest(head, branch string) githubfake.Trigger {
+	return githubfake.Trigger{Event: "pull_request", HeadRepository: head, HeadBranch: branch, BaseBranch: "main", SHA: randomHex(20)}
 }
 
 // demoSnapshot is the system as the live view shows it.

@@ -30,14 +30,20 @@ type JobSpec struct {
 	// Duration when it is above zero; a runner driven over HTTP gets it
 	// in the job and reports completion itself.
 	Duration time.Duration
-	// Event is the workflow's triggering event as the runner sees it
-	// (GITHUB_EVENT_NAME); default "push". For "pull_request" the head
-	// repository, head and base branches and head SHA say which PR.
-	Event          string
-	HeadRepository string
-	HeadBranch     string
-	BaseBranch     string
-	SHA            string
+	Trigger
+}
+
+// Trigger is what started a job's workflow, as the runner's pre-job hook
+// reads it from its environment and event file.
+type Trigger struct {
+	// Event is GITHUB_EVENT_NAME; default "push".
+	Event string `json:"event"`
+	// For a pull request: the head repository, head and base branches and
+	// head SHA.
+	HeadRepository string `json:"head_repository,omitempty"`
+	HeadBranch     string `json:"head_branch,omitempty"`
+	BaseBranch     string `json:"base_branch,omitempty"`
+	SHA            string `json:"sha,omitempty"`
 }
 
 // Job is a job as tests see it.
@@ -54,11 +60,7 @@ type Job struct {
 	RunnerID              int64
 	RunnerName            string
 	Duration              time.Duration
-	Event                 string
-	HeadRepository        string
-	HeadBranch            string
-	BaseBranch            string
-	SHA                   string
+	Trigger
 }
 
 type job struct{ Job }
@@ -89,7 +91,7 @@ func (s *Server) QueueJob(spec JobSpec) int64 {
 		ID: a.nextJobID, RunID: a.nextJobID * 10, RunAttempt: 1,
 		Repo: spec.Repo, Labels: slices.Clone(spec.Labels), InstallationID: spec.InstallationID,
 		Status: JobQueued, CreatedAt: time.Now().UTC().Truncate(time.Second), Duration: spec.Duration,
-		Event: spec.Event, HeadRepository: spec.HeadRepository, HeadBranch: spec.HeadBranch, BaseBranch: spec.BaseBranch, SHA: spec.SHA,
+		Trigger: spec.Trigger,
 	}}
 	a.jobs[j.ID] = j
 	a.queue = append(a.queue, j.ID)

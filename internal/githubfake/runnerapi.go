@@ -34,13 +34,7 @@ type RunnerJob struct {
 	Repository string   `json:"repository"`
 	Labels     []string `json:"labels"`
 	DurationMS int64    `json:"duration_ms"` // how long to pretend to work
-	// The triggering event and, for a pull request, which one: what the
-	// pre-job hook reads from the runner's environment and event file.
-	Event          string `json:"event"`
-	HeadRepository string `json:"head_repository,omitempty"`
-	HeadBranch     string `json:"head_branch,omitempty"`
-	BaseBranch     string `json:"base_branch,omitempty"`
-	SHA            string `json:"sha,omitempty"`
+	Trigger
 }
 
 // authRunner returns the runner the request's token belongs to; the
@@ -86,8 +80,7 @@ func (s *Server) handleRunnerJob(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		var out *RunnerJob
 		if j := a.jobs[rn.JobID]; rn.Busy && j != nil && j.Status == JobInProgress {
-			out = &RunnerJob{ID: j.ID, Repository: j.Repo, Labels: j.Labels, DurationMS: j.Duration.Milliseconds(),
-				Event: j.Event, HeadRepository: j.HeadRepository, HeadBranch: j.HeadBranch, BaseBranch: j.BaseBranch, SHA: j.SHA}
+			out = &RunnerJob{ID: j.ID, Repository: j.Repo, Labels: j.Labels, DurationMS: j.Duration.Milliseconds(), Trigger: j.Trigger}
 		}
 		a.mu.Unlock()
 		if out != nil {

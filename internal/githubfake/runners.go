@@ -173,11 +173,10 @@ func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
 	a := s.actions
 	a.mu.Lock()
-	rn := a.runners[id]
-	if !ok || rn == nil || rn.Scope != scopeOf(r) {
+	rn := a.runnerInScopeLocked(r)
+	if rn == nil {
 		a.mu.Unlock()
 		notFound(w)
 		return
@@ -190,11 +189,10 @@ func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
 // handleDeleteRunner removes a runner; GitHub refuses (422) while it runs
 // a job, which is the scaler's guard against killing jobs.
 func (s *Server) handleDeleteRunner(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
 	a := s.actions
 	a.mu.Lock()
-	rn := a.runners[id]
-	if !ok || rn == nil || rn.Scope != scopeOf(r) {
+	rn := a.runnerInScopeLocked(r)
+	if rn == nil {
 		a.mu.Unlock()
 		notFound(w)
 		return
@@ -204,7 +202,7 @@ func (s *Server) handleDeleteRunner(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Bad request - Runner \"" + rn.Name + "\" is still running a job\""})
 		return
 	}
-	delete(a.runners, id)
+	delete(a.runners, rn.ID)
 	a.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -261,4 +259,15 @@ func (s *Server) SetRunnerURL(u string) {
 	a.mu.Lock()
 	a.runnerURL = u
 	a.mu.Unlock()
+}
+
+// runnerInScopeLocked is the runner the request's path names, when it is
+// registered in the request's org or repository; the caller holds a.mu.
+func (a *actionsState) runnerInScopeLocked(r *http.Request) *runner {
+	id, ok := pathID(r)
+	rn := a.runners[id]
+	if !ok || rn == nil || rn.Scope != scopeOf(r) {
+		return nil
+	}
+	return rn
 }

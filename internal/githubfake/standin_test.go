@@ -30,8 +30,9 @@ func TestARunnerReachingTheStandInElsewhereGetsThePullRequestItRuns(t *testing.T
 	if dec.URL != "http://127.0.0.1:1/" {
 		t.Errorf("JIT config URL = %q, want the runner URL", dec.URL)
 	}
+	pr := githubfake.Trigger{Event: "pull_request", HeadRepository: "fork/app", HeadBranch: "feature", BaseBranch: "main", SHA: "abc123"}
 	id := s.QueueJob(githubfake.JobSpec{Repo: "acme/app", Labels: []string{"linux"}, Duration: time.Second,
-		Event: "pull_request", HeadRepository: "fork/app", HeadBranch: "feature", BaseBranch: "main", SHA: "abc123"})
+		Trigger: pr})
 
 	call := func(method, path string) *http.Response {
 		t.Helper()
@@ -53,7 +54,7 @@ func TestARunnerReachingTheStandInElsewhereGetsThePullRequestItRuns(t *testing.T
 		t.Fatalf("job: %s, %v", resp.Status, err)
 	}
 	want := githubfake.RunnerJob{ID: id, Repository: "acme/app", Labels: []string{"linux"}, DurationMS: 1000,
-		Event: "pull_request", HeadRepository: "fork/app", HeadBranch: "feature", BaseBranch: "main", SHA: "abc123"}
+		Trigger: pr}
 	if d := cmp.Diff(got, want); d != "" {
 		t.Errorf("runner job (-got +want):\n%s", d)
 	}
