@@ -191,6 +191,9 @@ func (s *Scaler) jobLog(ev jobs.Event) zerolog.Logger {
 // status`) and is delivered again after CapacityRetry.
 func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
 	key := jobKey(ev.JobID)
+	if !ev.CreatedAt.IsZero() && s.now().Sub(ev.CreatedAt) > MaxJobAge {
+		return s.ignoreQueued(ev, pool, "ignored_stale", "the job was created longer ago than GitHub keeps a run: a replay")
+	}
 	for range 3 {
 		c, err := get[claimRec](ctx, s.kv.jobs, key)
 		if err != nil {
@@ -202,7 +205,21 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		case c.Found && c.Val.NoRunner:
 			s.m.jobs.WithLabelValues(pool.Name, "cancelled").Inc()
 			return ack()
-		case !c.Found, c.Val.State == claimWaiting:
+		case c.Found && c.Val.Tombstone:
+			return s.ignoreQueued(ev, pool, "ignored_completed", "the job completed before any queued delivery of it was handled: a late delivery or a replay")
+		case !c.Found:
+			// The claim may have expired (JobClaimTTL) long after the job
+			// completed: a replayed body must not provision.
+			done, err := get[time.Time](ctx, s.kv.done, key)
+			if err != nil {
+				log := s.jobLog(ev)
+				log.Warn().Err(err).Msg("read completed jobs")
+				return nak(s.backoff(delivered))
+			}
+			if done.Found {
+				return s.ignoreQueued(ev, pool, "ignored_completed", "the job completed at "+done.Val.Format(time.RFC3339)+": a replay")
+			}
+		case c.Val.State == claimWaiting:
 		case c.Val.State == claimProvisioned:
 			s.m.jobs.WithLabelValues(pool.Name, "duplicate").Inc()
 			return ack()
@@ -247,6 +264,15 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
 	}
 	return nak(s.cfg.CapacityRetry)
+}
+
+// ignoreQueued acks a queued delivery that must provision nothing,
+// counting it as action and logging why.
+func (s *Scaler) ignoreQueued(ev jobs.Event, pool config.Pool, action, reason string) disposition {
+	s.m.jobs.WithLabelValues(pool.Name, action).Inc()
+	log := s.jobLog(ev)
+	log.Info().Str(logkey.Delivery, ev.Delivery).Str(logkey.Reason, reason).Msg("queued delivery ignored")
+	return ack()
 }
 
 // serveClaim provisions the runner a claim (at revision rev) names.
@@ -382,7 +408,7 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 
 // onInProgress records that a runner took a job.
 func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
-	if ev.RunnerName != "" {
+	if s.ownRunner(ev.RunnerName) {
 		_, moved, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
 			if r.State.rank() >= runnerBusy.rank() {
 				return false
@@ -413,11 +439,21 @@ func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Eve
 	return ack()
 }
 
-// onCompleted records a finished (or cancelled) job. A job cancelled
-// before any runner took it needs no runner: its claim says so, and a
-// queued delivery that comes late creates none.
+// onCompleted records a finished (or cancelled) job, for MaxJobAge in
+// BucketDone and on its claim. A job with no claim yet — none of its
+// queued deliveries handled: lost, failed, delayed — gets a tombstone
+// claim, so that a queued delivery handled after this one (a late
+// redelivery, a replay) creates no runner and opens no claim. A job that
+// had a claim keeps it: its runner is owed (it took another job's, or a
+// buffer runner) and is still created. A job cancelled before any runner
+// took it is marked as needing none.
 func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
-	if ev.RunnerName != "" {
+	if _, err := s.kv.done.Put(ctx, jobKey(ev.JobID), encode(s.now().UTC())); err != nil {
+		log := s.jobLog(ev)
+		log.Warn().Err(err).Msg("remember completed job")
+		return nak(s.backoff(delivered))
+	}
+	if s.ownRunner(ev.RunnerName) {
 		if _, _, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
 			if r.State == runnerDone {
 				return false
@@ -440,8 +476,8 @@ func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Even
 	if err != nil {
 		return nak(s.backoff(delivered))
 	}
-	if !found && noRunner {
-		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: true}
+	if !found {
+		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: noRunner, Tombstone: true}
 		if _, err := s.kv.jobs.Create(ctx, jobKey(ev.JobID), encode(tomb)); isConflict(err) {
 			return nak(s.cfg.CapacityRetry) // a claim appeared meanwhile: mark it next time
 		} else if err != nil {

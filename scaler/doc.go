@@ -55,9 +55,30 @@
 //
 // in_progress and completed events move the runner's record forward
 // (observing ephemera_job_wait_seconds once per runner) and mark the job's
-// claim. A job cancelled before any runner took it needs no runner: its
-// claim says so, and a queued delivery arriving after the completed one
-// creates nothing.
+// claim. Events name whichever runner took the job, another self-hosted
+// runner with matching labels too: only names ephemera makes
+// (eph-<pool>-<8 of [a-z0-9]>) are looked up, so a foreign name that is
+// no valid KV key cannot make a message fail forever.
+//
+// # Late deliveries and replays
+//
+// A completed event records the job in BucketDone (TTL [MaxJobAge], 35
+// days: GitHub cancels any run older than that) and on its claim. When no
+// queued delivery of the job had been handled by then — lost, failed,
+// delayed — the claim is created as a tombstone, and a queued delivery
+// handled later (a redelivery, a replay of a captured signed body under a
+// fresh delivery id) creates no runner and opens no claim; after the
+// claim's JobClaimTTL BucketDone answers the same, and a queued body whose
+// job is older than MaxJobAge is ignored outright. Each is acked, logged
+// and counted as ephemera_jobs_total{action="ignored_completed"} or
+// {action="ignored_stale"}. The runner such a job took (an idle one, or
+// the one another job's delivery created) is replaced by the reconciler:
+// the idle top-up, and the re-serving of jobs whose runner came and went.
+// A job whose claim existed before it completed (it waited for a slot, or
+// its provisioning failed and is retried) still gets its runner: it is
+// owed. A job cancelled before any runner took it needs none. Remembering
+// completed jobs costs about 100 bytes a job on disk (measured by
+// BenchmarkCompletedJobMemory): 33 MiB per replica at 10,000 jobs a day.
 //
 // # Reconciler
 //

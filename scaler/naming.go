@@ -36,3 +36,28 @@ func poolOfName(name string, pools map[string]struct{}) (string, bool) {
 	_, ok = pools[p]
 	return p, ok
 }
+
+// ownRunner reports whether name is one this scaler makes for one of its
+// pools: eph-<pool>-<8 of [a-z0-9]>. Events name any runner that took a
+// job — another self-hosted runner with matching labels too, whose name
+// ("build box 1", "runner-2@ip-…") need not be a valid KV key — and only
+// ephemera's own runners have records.
+func (s *Scaler) ownRunner(name string) bool {
+	rest, ok := strings.CutPrefix(name, NamePrefix)
+	if !ok || len(rest) < 10 {
+		return false
+	}
+	pool, suffix := rest[:len(rest)-9], rest[len(rest)-8:]
+	if rest[len(rest)-9] != '-' {
+		return false
+	}
+	if _, ok := s.pools[pool]; !ok {
+		return false
+	}
+	for i := range len(suffix) {
+		if !strings.ContainsRune(suffixAlphabet, rune(suffix[i])) {
+			return false
+		}
+	}
+	return true
+}

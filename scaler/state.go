@@ -19,10 +19,19 @@ const (
 	BucketSlots   = "ephemera_scaler_slots"   // <pool>.<n> → runner name
 	BucketLeader  = "ephemera_scaler_leader"  // "reconciler" → replica id, TTL
 	BucketMeta    = "ephemera_scaler_meta"    // delivery cursor, pool status
+	BucketDone    = "ephemera_scaler_done"    // job id → when it completed, for MaxJobAge
 
 	// JobClaimTTL is how long a job claim is remembered: a duplicate or
 	// late queued delivery within it gets no second runner.
 	JobClaimTTL = 24 * time.Hour
+
+	// MaxJobAge is how long a job is remembered as completed (BucketDone's
+	// TTL), and the age past which a queued delivery is ignored outright.
+	// GitHub cancels a workflow run that has not finished after 35 days
+	// (a job may wait up to 30 of them for an environment approval), so
+	// no legitimate queued delivery is older, and a queued body replayed
+	// at any time finds its job either remembered as completed or too old.
+	MaxJobAge = 35 * 24 * time.Hour
 
 	leaderKey       = "reconciler"
 	cursorKey       = "deliveries.cursor"
@@ -30,7 +39,7 @@ const (
 )
 
 type stores struct {
-	runners, jobs, slots, leader, meta jetstream.KeyValue
+	runners, jobs, slots, leader, meta, done jetstream.KeyValue
 }
 
 func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (*stores, error) {
@@ -58,6 +67,9 @@ func openStores(ctx context.Context, js jetstream.JetStream, replicas int, lease
 		return nil, err
 	}
 	if st.meta, err = mk(BucketMeta, "ephemera scaler: hook delivery cursor, pool status", 0); err != nil {
+		return nil, err
+	}
+	if st.done, err = mk(BucketDone, "ephemera completed jobs: a late or replayed queued delivery provisions nothing", MaxJobAge); err != nil {
 		return nil, err
 	}
 	return &st, nil
@@ -137,6 +149,10 @@ type claimRec struct {
 	Started        bool       `json:"started,omitempty"`   // a runner took the job
 	Completed      bool       `json:"completed,omitempty"` // the job is over
 	NoRunner       bool       `json:"no_runner,omitempty"` // cancelled before it started: needs no runner
+	// Tombstone marks a claim made by the job's completion: no queued
+	// delivery of the job had been handled by then, so one handled later
+	// (a late redelivery, a replay) provisions nothing.
+	Tombstone bool `json:"tombstone,omitempty"`
 }
 
 // waiting reports whether the job still waits for a runner to take it.
