@@ -6,6 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/ephemera
 PKGS    := ./...
+TEST_TIMEOUT ?= 20m
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +27,10 @@ fmtcheck: ## Fail when a Go file is not gofmt-formatted.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: vet ## vet, then every test with the race detector (LXD tests skip when LXD is absent).
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: vet ## vet, then every test with the race detector (LXD tests skip when LXD is absent); prints each package's time.
+	@log=$$(mktemp); set -o pipefail; \
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS) 2>&1 | tee $$log; status=$$?; \
+	bash deploy/dev/testtimes.sh $(TEST_TIMEOUT) < $$log; rm -f $$log; exit $$status
 
 .PHONY: bench
 bench: ## Run every benchmark once; print one table of figures and write bench/results.json.

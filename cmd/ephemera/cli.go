@@ -75,7 +75,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "scaler":
 		return runRole(ctx, config.RoleScaler, rest, stderr)
 	case "demo":
-		return demo(ctx, rest, stdout, stderr)
+		return runDemo(ctx, rest, stdout, stderr)
 	case "status":
 		return status(ctx, rest, stdout, stderr)
 	case "policy":

@@ -10,16 +10,18 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/demo"
 )
 
-// demo runs the whole system on this machine — embedded NATS, the GitHub
+// runDemo runs the whole system on this machine — embedded NATS, the GitHub
 // stand-in, webhook, scaler, policy and real LXD containers running the
 // stand-in runner — submits a stream of jobs, shows it live, and prints a
 // summary.
-func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf commonFlags
 	var (
-		pl       = demoPlan{}
+		pl       = demo.Plan{}
 		pools    int
 		minIdle  int
 		max      int
@@ -71,7 +73,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	names := []string{"small", "large", "arm", "gpu"}[:pools]
 	fmt.Fprintf(stdout, "ephemera demo: starting NATS, the GitHub stand-in, webhook, scaler and policy; pools %s on LXD image %s\n", strings.Join(names, ", "), image)
-	sys, err := startDemoSystem(ctx, demoSpec{
+	sys, err := demo.Start(ctx, demo.Spec{
 		Pools: names, MinIdle: minIdle, Max: max, Image: image,
 		Interval: interval, BootstrapTimeout: time.Minute, IdleGrace: 10 * time.Second, Log: log,
 	})
@@ -82,14 +84,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	tty := !plain && isTerminal(stdout)
 	last := time.Time{}
-	view := func(s demoSnapshot) {
+	view := func(s demo.Snapshot) {
 		if !tty && s.At.Sub(last) < time.Second {
 			return
 		}
 		last = s.At
 		renderView(stdout, s, pl.Jobs, tty)
 	}
-	res, err := runDemo(ctx, sys, pl, 250*time.Millisecond, view)
+	res, err := sys.Run(ctx, pl, 250*time.Millisecond, view)
 	if err != nil {
 		return err
 	}
@@ -104,7 +106,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func renderView(w io.Writer, s demoSnapshot, total int, tty bool) {
+func renderView(w io.Writer, s demo.Snapshot, total int, tty bool) {
 	if !tty {
 		var parts []string
 		for _, p := range s.Pools {
@@ -131,7 +133,7 @@ func renderView(w io.Writer, s demoSnapshot, total int, tty bool) {
 	io.WriteString(w, b.String())
 }
 
-func printSummary(w io.Writer, r demoResult) {
+func printSummary(w io.Writer, r demo.Result) {
 	perJob := 0.0
 	if len(r.Jobs) > 0 {
 		perJob = float64(r.GitHubRequests) / float64(len(r.Jobs))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
+	"github.com/ephemera-ci/ephemera/internal/serve"
 )
 
 var roleSummary = map[config.Role]string{
@@ -35,11 +36,11 @@ func runRole(ctx context.Context, role config.Role, args []string, stderr io.Wri
 	// log carries no component: each component adds its own name.
 	mlog := log.With().Str(logkey.Component, string(role)).Logger()
 	mlog.Info().Str("version", version).Msg("starting")
-	p, err := build(ctx, cfg, role, log)
+	p, err := serve.Build(ctx, cfg, role, log)
 	if err != nil {
 		return err
 	}
-	if u := p.bus.ClientURL(); u != "" && cfg.NATS.URL == "" {
+	if u := p.Bus().ClientURL(); u != "" && cfg.NATS.URL == "" {
 		mlog.Info().Str("url", u).Msg("embedded nats listening")
 	}
 	if err := p.Run(ctx); err != nil {

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/jobs"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
@@ -31,9 +29,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "ephemera")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build ephemera: %v\n%s", err, out)
+	if binary, err = e2etest.BuildCommand("./cmd/ephemera", dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -41,44 +38,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // serveProc is one `ephemera serve` process.
 type serveProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *e2etest.SyncBuffer
 	done   chan error
 }
 
 func startServe(t *testing.T, cfgPath string, readyURL string) *serveProc {
 	t.Helper()
-	p := &serveProc{cmd: exec.Command(binary, "serve", "--config", cfgPath), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &serveProc{cmd: exec.Command(binary, "serve", "--config", cfgPath), stderr: &e2etest.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), "EPHEMERA_POLICY_ADMIN_TOKEN=s3cr3t-admin", "EPHEMERA_GITHUB_TOKEN=s3cr3t-gh")
 	if err := p.cmd.Start(); err != nil {
@@ -151,7 +120,7 @@ func delivery(t *testing.T, url string, id string, jobID int) int {
 // before NATS is drained, and JetStream keeps the stream on disk.
 func TestServeKeepsAcceptedDeliveriesAcrossRestart(t *testing.T) {
 	lxdtest.Require(t) // serve runs the scaler, which needs LXD
-	web, natsAddr, ready := freePort(t), freePort(t), freePort(t)
+	web, natsAddr, ready := e2etest.FreePort(t), e2etest.FreePort(t), e2etest.FreePort(t)
 	doc := strings.NewReplacer(
 		"name: small", "name: "+lxdtest.Pool().Name,
 		`webhook: { listen: "127.0.0.1:0"`, `webhook: { listen: "`+web+`"`,

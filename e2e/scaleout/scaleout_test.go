@@ -1,4 +1,4 @@
-package main
+package scaleout
 
 import (
 	"bytes"
@@ -23,9 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/demo"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
@@ -38,13 +40,13 @@ import (
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *e2etest.SyncBuffer
 	done   chan error
 }
 
 func startProc(t *testing.T, name string, args []string, env []string, readyURL string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(binary, args...), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{name: name, cmd: exec.Command(binary, args...), stderr: &e2etest.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {
@@ -168,7 +170,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale-out on LXD with a NATS cluster")
 	}
-	requireStandinImage(t)
+	e2etest.RequireStandinImage(t)
 	cluster := bustest.StartCluster(t, 3)
 
 	fake, err := githubfake.Start()
@@ -176,11 +178,11 @@ func TestScaleOutOnLXD(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
-	fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoGood, Branches: map[string]*githubfake.BranchProtection{"main": {RequiredReviews: true}}})
-	fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoLegacy, OutsideCollaborators: map[string]string{"contractor": "admin"}})
+	fake.SetRepo(githubfake.RepoSpec{FullName: demo.RepoGood, Branches: map[string]*githubfake.BranchProtection{"main": {RequiredReviews: true}}})
+	fake.SetRepo(githubfake.RepoSpec{FullName: demo.RepoLegacy, OutsideCollaborators: map[string]string{"contractor": "admin"}})
 
 	// Runners reach the stand-in and both policy replicas on one port.
-	policyAddrs := []string{freePort(t), freePort(t)}
+	policyAddrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}
 	policyLB := newFailover(policyAddrs...)
 	fakeHandler := fake.Handler()
 	runnerAddr := serveLB(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,7 +194,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	}))
 	_, port, _ := net.SplitHostPort(runnerAddr)
 	fake.SetRunnerURL("http://" + runnerAddr + "/")
-	profile := "t-scaleout-" + randomHex(3)
+	profile := "t-scaleout-" + demo.RandomHex(3)
 	var portN int
 	fmt.Sscan(port, &portN)
 	unprof, err := lxdprov.LoopbackProfile(t.Context(), lxdprov.Config{Project: "default"}, profile, portN)
@@ -201,19 +203,19 @@ func TestScaleOutOnLXD(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unprof() })
 
-	prefix := "s" + randomHex(2)
+	prefix := "s" + demo.RandomHex(2)
 	pools := []config.Pool{
-		{Name: prefix + "-a", Labels: []string{"self-hosted", "linux", prefix + "-a"}, InstanceType: "container", Image: standinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 1, Max: 15, Profiles: []string{"default", profile}},
-		{Name: prefix + "-b", Labels: []string{"self-hosted", "linux", prefix + "-b"}, InstanceType: "container", Image: standinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 1, Max: 15, Profiles: []string{"default", profile}},
+		{Name: prefix + "-a", Labels: []string{"self-hosted", "linux", prefix + "-a"}, InstanceType: "container", Image: e2etest.StandinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 1, Max: 15, Profiles: []string{"default", profile}},
+		{Name: prefix + "-b", Labels: []string{"self-hosted", "linux", prefix + "-b"}, InstanceType: "container", Image: e2etest.StandinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 1, Max: 15, Profiles: []string{"default", profile}},
 	}
 	// Instances are deleted at the end whatever happens.
 	observer := lxdtest.New(t, lxdprov.Config{Project: "default", Pools: pools, PolicyURL: "http://" + runnerAddr, PreJobHook: policy.HookScript, Log: zerolog.Nop()})
 
 	dir := t.TempDir()
-	secret := randomHex(16)
+	secret := demo.RandomHex(16)
 	env := []string{
 		"EPHEMERA_WEBHOOK_SECRET=" + secret,
-		"EPHEMERA_POLICY_ADMIN_TOKEN=" + randomHex(16),
+		"EPHEMERA_POLICY_ADMIN_TOKEN=" + demo.RandomHex(16),
 		"EPHEMERA_GITHUB_PRIVATE_KEY=" + appKey(t),
 	}
 	writeCfg := func(name, webhook, policyListen, metrics string, minIdle int, idleGrace string) string {
@@ -224,7 +226,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 		fmt.Fprintf(&b, "reconcile: { interval: 1s, bootstrap_timeout: 90s, idle_grace: %s, provision_timeout: 30s }\npools:\n", idleGrace)
 		for _, p := range pools {
 			fmt.Fprintf(&b, "  - { name: %s, labels: [%s], instance_type: container, image: %s, cpu: 1, memory: 256MiB, disk: 1GiB, min_idle: %d, max: %d, profiles: [default, %s] }\n",
-				p.Name, strings.Join(p.Labels, ", "), standinImage, minIdle, p.Max, profile)
+				p.Name, strings.Join(p.Labels, ", "), e2etest.StandinImage, minIdle, p.Max, profile)
 		}
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -233,12 +235,12 @@ func TestScaleOutOnLXD(t *testing.T) {
 		return path
 	}
 	start := func(role, name, webhook, policyListen string, minIdle int, idleGrace string) *proc {
-		metrics := freePort(t)
+		metrics := e2etest.FreePort(t)
 		cfg := writeCfg(name, webhook, policyListen, metrics, minIdle, idleGrace)
 		return startProc(t, name, []string{role, "--config", cfg}, env, "http://"+metrics+"/readyz")
 	}
 
-	webhookAddrs := []string{freePort(t), freePort(t)}
+	webhookAddrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}
 	var webhooks, scalers []*proc
 	for i, a := range webhookAddrs {
 		webhooks = append(webhooks, start("webhook", fmt.Sprintf("webhook-%d", i), a, "127.0.0.1:0", 1, "5s"))
@@ -280,11 +282,11 @@ func TestScaleOutOnLXD(t *testing.T) {
 	}()
 
 	const jobs = 120
-	plan := demoPlan{Duration: time.Second, RejectEvery: 10}
+	plan := demo.Plan{Duration: time.Second, RejectEvery: 10}
 	names := []string{pools[0].Name, pools[1].Name}
-	var planned []demoJob
+	var planned []demo.Job
 	for i := range jobs {
-		spec, dj := plan.job(i, names)
+		spec, dj := plan.Job(i, names)
 		dj.ID = fake.QueueJob(spec)
 		planned = append(planned, dj)
 		switch i {
@@ -388,7 +390,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	defer b.Close()
 	deadline = time.Now().Add(30 * time.Second)
 	for {
-		slots, open, err := kvLeftovers(t.Context(), b.JS)
+		slots, open, err := demo.KVLeftovers(t.Context(), b.JS)
 		if err == nil && slots == 0 && open == 0 {
 			break
 		}
@@ -398,7 +400,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	st, _ := scaler.ReadStatus(t.Context(), b.JS, pools)
-	t.Logf("final status %+v; %d GitHub requests for %d jobs", st, gitHubRequests(fake), jobs)
+	t.Logf("final status %+v; %d GitHub requests for %d jobs", st, demo.GitHubRequests(fake), jobs)
 }
 
 func readAll(r *http.Request) ([]byte, error) {

@@ -1,10 +1,13 @@
-package main
+package endtoend
 
 import (
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
+	"github.com/ephemera-ci/ephemera/internal/demo"
 )
 
 // BenchmarkQueuedToRunningOnLXD measures, on real LXD containers, how long
@@ -14,16 +17,16 @@ import (
 // online and taking the job. With an idle buffer the wait is the broker's
 // hand-over alone; this is the cold path that buffer hides.
 func BenchmarkQueuedToRunningOnLXD(b *testing.B) {
-	requireStandinImage(b)
+	e2etest.RequireStandinImage(b)
 	for range b.N {
-		sys, err := startDemoSystem(b.Context(), demoSpec{
-			Pools: []string{"b" + randomHex(2)}, MinIdle: 0, Max: 10, Image: standinImage,
+		sys, err := demo.Start(b.Context(), demo.Spec{
+			Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 10, Image: e2etest.StandinImage,
 			Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := runDemo(b.Context(), sys, demoPlan{Jobs: 20, Rate: 2, Duration: 500 * time.Millisecond, Timeout: 5 * time.Minute}, 200*time.Millisecond, func(demoSnapshot) {})
+		res, err := sys.Run(b.Context(), demo.Plan{Jobs: 20, Rate: 2, Duration: 500 * time.Millisecond, Timeout: 5 * time.Minute}, 200*time.Millisecond, func(demo.Snapshot) {})
 		sys.Close()
 		if err != nil {
 			b.Fatal(err)

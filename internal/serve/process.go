@@ -1,4 +1,8 @@
-package main
+// Package serve builds the components of one ephemera role (webhook,
+// policy, scaler, metrics) from a configuration, wires them to NATS,
+// GitHub and LXD, and runs them until its context ends. Command ephemera
+// runs it for each role; the demo runs it in process.
+package serve
 
 import (
 	"context"
@@ -24,8 +28,8 @@ import (
 	"github.com/ephemera-ci/ephemera/webhook"
 )
 
-// process is the components of one role, built and ready to run.
-type process struct {
+// Process is the components of one role, built and ready to run.
+type Process struct {
 	cfg  *config.Config
 	role config.Role
 	log  zerolog.Logger
@@ -43,10 +47,10 @@ type process struct {
 	addrs   map[string]string // listener name → bound address
 }
 
-// build connects to NATS and builds every component of role; nothing runs
+// Build connects to NATS and builds every component of role; nothing runs
 // until Run. On error, whatever was opened is closed.
-func build(ctx context.Context, cfg *config.Config, role config.Role, log zerolog.Logger) (_ *process, err error) {
-	p := &process{cfg: cfg, role: role, log: log, reg: prometheus.NewRegistry()}
+func Build(ctx context.Context, cfg *config.Config, role config.Role, log zerolog.Logger) (_ *Process, err error) {
+	p := &Process{cfg: cfg, role: role, log: log, reg: prometheus.NewRegistry()}
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.bus, err = bus.Open(ctx, bus.Config{
 		URL:             cfg.NATS.URL,
@@ -91,11 +95,11 @@ func build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	return p, nil
 }
 
-func (p *process) logFor(component string) zerolog.Logger {
+func (p *Process) logFor(component string) zerolog.Logger {
 	return p.log.With().Str(logkey.Component, component).Logger()
 }
 
-func (p *process) addListener(name, addr string, h http.Handler) error {
+func (p *Process) addListener(name, addr string, h http.Handler) error {
 	l, err := listen(name, addr, h, p.log)
 	if err != nil {
 		return err
@@ -111,7 +115,7 @@ func (p *process) addListener(name, addr string, h http.Handler) error {
 // shared builds, once, what the scaler and the policy service share: the
 // GitHub clients (one rate-limit guard, one set of metrics) and the
 // one-time token store (the scaler mints, the policy service consumes).
-func (p *process) shared(ctx context.Context) (*ghclient.Clients, *tokens.Store, error) {
+func (p *Process) shared(ctx context.Context) (*ghclient.Clients, *tokens.Store, error) {
 	if p.gh == nil {
 		gh, err := ghclient.New(ghclient.Config{
 			APIURL:         p.cfg.GitHub.APIURL,
@@ -137,7 +141,7 @@ func (p *process) shared(ctx context.Context) (*ghclient.Clients, *tokens.Store,
 	return p.gh, p.tokens, nil
 }
 
-func (p *process) addWebhook() error {
+func (p *Process) addWebhook() error {
 	cfg := p.cfg
 	h, err := webhook.New(webhook.Config{
 		Secrets:        cfg.Secrets.WebhookSecrets,
@@ -160,7 +164,7 @@ func (p *process) addWebhook() error {
 	return p.addListener("webhook", cfg.Webhook.Listen, r)
 }
 
-func (p *process) addPolicy(ctx context.Context) error {
+func (p *Process) addPolicy(ctx context.Context) error {
 	cfg := p.cfg
 	gh, ts, err := p.shared(ctx)
 	if err != nil {
@@ -190,7 +194,7 @@ func (p *process) addPolicy(ctx context.Context) error {
 	return p.addListener("policy", cfg.Policy.Listen, r)
 }
 
-func (p *process) addScaler(ctx context.Context) error {
+func (p *Process) addScaler(ctx context.Context) error {
 	cfg := p.cfg
 	gh, ts, err := p.shared(ctx)
 	if err != nil {
@@ -245,8 +249,18 @@ func (p *process) addScaler(ctx context.Context) error {
 	return nil
 }
 
-// close releases what build opened, NATS last.
-func (p *process) close() {
+// Addr is the address listener name ("webhook", "policy", "metrics") is
+// bound to, or "" when the role has no such listener.
+func (p *Process) Addr(name string) string { return p.addrs[name] }
+
+// Bus is the process's NATS connection.
+func (p *Process) Bus() *bus.Bus { return p.bus }
+
+// LXD is the scaler's LXD provider, or nil when the role runs no scaler.
+func (p *Process) LXD() *lxdprov.Provider { return p.lxd }
+
+// close releases what Build opened, NATS last.
+func (p *Process) close() {
 	for i := len(p.closers) - 1; i >= 0; i-- {
 		p.closers[i]()
 	}
@@ -256,7 +270,7 @@ func (p *process) close() {
 // Run runs every component until ctx ends or one fails, then drains NATS.
 // Listeners stop accepting and finish in-flight requests first, so a
 // delivery answered 2xx is stored before the connection closes.
-func (p *process) Run(ctx context.Context) error {
+func (p *Process) Run(ctx context.Context) error {
 	defer p.close()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range p.runners {

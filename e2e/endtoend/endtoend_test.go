@@ -1,35 +1,15 @@
-package main
+package endtoend
 
 import (
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
+	"github.com/ephemera-ci/ephemera/internal/demo"
 )
-
-const standinImage = "ephemera-standin"
-
-var standinOnce sync.Once
-
-// requireStandinImage builds the stand-in runner into its LXD image (a
-// no-op when it is current), as `make standin-image` does.
-func requireStandinImage(t testing.TB) {
-	t.Helper()
-	lxdtest.Require(t)
-	var out []byte
-	var err error
-	standinOnce.Do(func() {
-		out, err = exec.Command("bash", "../../deploy/lxd/standin-image.sh", standinImage).CombinedOutput()
-	})
-	if err != nil {
-		t.Fatalf("standin-image.sh: %v\n%s", err, out)
-	}
-}
 
 // TestEndToEndOnLXD runs the demo's scenario with assertions: real LXD
 // containers, each running the stand-in runner, which takes its job from
@@ -38,10 +18,10 @@ func TestEndToEndOnLXD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end on LXD")
 	}
-	requireStandinImage(t)
-	prefix := "e" + randomHex(2)
-	sys, err := startDemoSystem(t.Context(), demoSpec{
-		Pools: []string{prefix + "-a", prefix + "-b"}, MinIdle: 1, Max: 4, Image: standinImage,
+	e2etest.RequireStandinImage(t)
+	prefix := "e" + demo.RandomHex(2)
+	sys, err := demo.Start(t.Context(), demo.Spec{
+		Pools: []string{prefix + "-a", prefix + "-b"}, MinIdle: 1, Max: 4, Image: e2etest.StandinImage,
 		Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	})
@@ -50,8 +30,8 @@ func TestEndToEndOnLXD(t *testing.T) {
 	}
 	defer sys.Close()
 
-	plan := demoPlan{Jobs: 16, Rate: 4, Duration: time.Second, RejectEvery: 4, Timeout: 5 * time.Minute}
-	res, err := runDemo(t.Context(), sys, plan, 200*time.Millisecond, func(demoSnapshot) {})
+	plan := demo.Plan{Jobs: 16, Rate: 4, Duration: time.Second, RejectEvery: 4, Timeout: 5 * time.Minute}
+	res, err := sys.Run(t.Context(), plan, 200*time.Millisecond, func(demo.Snapshot) {})
 	if err != nil {
 		t.Fatal(err) // includes: not every job finished, or pools did not settle to min_idle
 	}
@@ -81,7 +61,7 @@ func TestEndToEndOnLXD(t *testing.T) {
 	}
 	// Every webhook-reported start and completion happened once per job.
 	starts := map[int64]int{}
-	for _, d := range sys.fake.Deliveries() {
+	for _, d := range sys.GitHub().Deliveries() {
 		if d.Action == "in_progress" && !d.Redelivery {
 			starts[d.JobID]++
 		}
@@ -96,7 +76,7 @@ func TestEndToEndOnLXD(t *testing.T) {
 		t.Errorf("left after drain: %d instances, %d registrations, %d slots, %d open claims",
 			res.InstancesLeft, res.RegistrationsLeft, res.SlotsLeft, res.OpenClaims)
 	}
-	if n := len(sys.fake.Runners()); n != 0 {
+	if n := len(sys.GitHub().Runners()); n != 0 {
 		t.Errorf("%d GitHub registrations left", n)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"github.com/ephemera-ci/ephemera/scaler"
 )
 
-// demoPlan is the stream of jobs a demo submits.
-type demoPlan struct {
+// Plan is the stream of jobs a demo submits.
+type Plan struct {
 	Jobs        int
 	Rate        float64       // jobs per second
 	Duration    time.Duration // how long each job "runs"
@@ -25,8 +25,8 @@ type demoPlan struct {
 	Timeout     time.Duration // for the whole run
 }
 
-// demoJob is one submitted job and what the demo expects of it.
-type demoJob struct {
+// Job is one submitted job and what the demo expects of it.
+type Job struct {
 	ID         int64
 	Pool       string
 	Repo       string
@@ -35,24 +35,24 @@ type demoJob struct {
 	Submitted  time.Time
 }
 
-// planJob describes job i: most jobs are pushes and pull requests to the
+// Job describes job i: most jobs are pushes and pull requests to the
 // well-configured acme/app; every RejectEvery-th job is a push to
 // acme/legacy or an unauthorized fork's pull request, which the policy
 // refuses.
-func (pl demoPlan) job(i int, pools []string) (githubfake.JobSpec, demoJob) {
+func (pl Plan) Job(i int, pools []string) (githubfake.JobSpec, Job) {
 	pool := pools[i%len(pools)]
-	spec := githubfake.JobSpec{Labels: []string{"self-hosted", pool}, Duration: pl.Duration, Repo: demoRepoGood, Trigger: githubfake.Trigger{Event: "push"}}
-	dj := demoJob{Pool: pool}
+	spec := githubfake.JobSpec{Labels: []string{"self-hosted", pool}, Duration: pl.Duration, Repo: RepoGood, Trigger: githubfake.Trigger{Event: "push"}}
+	dj := Job{Pool: pool}
 	switch {
 	case pl.RejectEvery > 0 && i%pl.RejectEvery == pl.RejectEvery-1:
 		dj.WantReject = true
 		if (i/pl.RejectEvery)%2 == 0 {
-			spec.Repo = demoRepoLegacy
+			spec.Repo = RepoLegacy
 		} else {
-			spec.Trigger = pullRequest(demoForkOwner+"/app", fmt.Sprintf("patch-%d", i))
+			spec.Trigger = pullRequest(ForkOwner+"/app", fmt.Sprintf("patch-%d", i))
 		}
 	case i%3 == 1:
-		spec.Trigger = pullRequest(demoRepoGood, fmt.Sprintf("feature-%d", i))
+		spec.Trigger = pullRequest(RepoGood, fmt.Sprintf("feature-%d", i))
 	}
 	dj.Repo, dj.Event = spec.Repo, spec.Event
 	return spec, dj
@@ -60,11 +60,11 @@ func (pl demoPlan) job(i int, pools []string) (githubfake.JobSpec, demoJob) {
 
 // pullRequest is a pull request into main from head's branch.
 func pullRequest(head, branch string) githubfake.Trigger {
-	return githubfake.Trigger{Event: "pull_request", HeadRepository: head, HeadBranch: branch, BaseBranch: "main", SHA: randomHex(20)}
+	return githubfake.Trigger{Event: "pull_request", HeadRepository: head, HeadBranch: branch, BaseBranch: "main", SHA: RandomHex(20)}
 }
 
-// demoSnapshot is the system as the live view shows it.
-type demoSnapshot struct {
+// Snapshot is the system as the live view shows it.
+type Snapshot struct {
 	At        time.Time
 	Pools     []scaler.PoolStatus
 	Instances int
@@ -76,9 +76,9 @@ type demoSnapshot struct {
 	Events    []string // newest last
 }
 
-// demoResult is what a demo run measured.
-type demoResult struct {
-	Jobs                   []demoJob
+// Result is what a demo run measured.
+type Result struct {
+	Jobs                   []Job
 	Final                  map[int64]githubfake.Job
 	Completed, Rejected    int
 	Unexpected             []string // jobs whose outcome was not the planned one
@@ -91,16 +91,16 @@ type demoResult struct {
 	Elapsed                time.Duration
 }
 
-// runDemo submits the plan's jobs, calls view with a snapshot every
+// Run submits the plan's jobs, calls view with a snapshot every
 // refresh until every job has finished and each pool is back to min_idle,
 // then scales every pool to zero through ephemera itself (a restart with
 // min_idle 0 and a short idle grace: the reconciler removes each idle
 // runner on GitHub first, then its instance) and counts what is left.
-func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Duration, view func(demoSnapshot)) (demoResult, error) {
+func (d *System) Run(ctx context.Context, pl Plan, refresh time.Duration, view func(Snapshot)) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, pl.Timeout)
 	defer cancel()
 	start := time.Now()
-	var res demoResult
+	var res Result
 	names := d.spec.Pools
 	seen := map[int64]string{} // job id → last status reported
 	var events []string
@@ -110,15 +110,15 @@ func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Durat
 			events = events[len(events)-8:]
 		}
 	}
-	snap := func() demoSnapshot {
-		s := demoSnapshot{At: time.Now(), Submitted: len(res.Jobs)}
-		s.Pools, _ = scaler.ReadStatus(ctx, d.proc.bus.JS, d.cfg.Pools)
+	snap := func() Snapshot {
+		s := Snapshot{At: time.Now(), Submitted: len(res.Jobs)}
+		s.Pools, _ = scaler.ReadStatus(ctx, d.proc.Bus().JS, d.cfg.Pools)
 		s.Instances, _ = d.Instances(ctx)
-		byID := map[int64]demoJob{}
+		byID := map[int64]Job{}
 		for _, j := range res.Jobs {
 			byID[j.ID] = j
 		}
-		for _, j := range d.fake.Jobs() {
+		for _, j := range d.github.Jobs() {
 			dj, ok := byID[j.ID]
 			if !ok {
 				continue
@@ -154,9 +154,9 @@ func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Durat
 	nextSubmit := time.Now()
 	for i := 0; ; {
 		if i < pl.Jobs && !time.Now().Before(nextSubmit) {
-			spec, dj := pl.job(i, names)
+			spec, dj := pl.Job(i, names)
 			dj.Submitted = time.Now()
-			dj.ID = d.fake.QueueJob(spec)
+			dj.ID = d.github.QueueJob(spec)
 			res.Jobs = append(res.Jobs, dj)
 			event("job %d queued: %s %s → pool %s", dj.ID, dj.Repo, dj.Event, dj.Pool)
 			i++
@@ -177,7 +177,7 @@ func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Durat
 
 	// Every job's outcome and latency.
 	res.Final = map[int64]githubfake.Job{}
-	for _, j := range d.fake.Jobs() {
+	for _, j := range d.github.Jobs() {
 		res.Final[j.ID] = j
 	}
 	var lat []time.Duration
@@ -197,7 +197,7 @@ func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Durat
 		}
 	}
 	res.LatencyP50, res.LatencyP99 = percentile(lat, 50), percentile(lat, 99)
-	res.GitHubRequests = gitHubRequests(d.fake)
+	res.GitHubRequests = GitHubRequests(d.github)
 
 	// Scale to zero through ephemera's own reconciler.
 	event("scaling every pool to zero")
@@ -213,19 +213,19 @@ func runDemo(ctx context.Context, d *demoSystem, pl demoPlan, refresh time.Durat
 	for {
 		s := snap()
 		view(s)
-		if s.Instances == 0 && len(d.fake.Runners()) == 0 && slotsHeld(s.Pools) == 0 {
+		if s.Instances == 0 && len(d.github.Runners()) == 0 && slotsHeld(s.Pools) == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("pools did not scale to zero within %s: %d instances, %d registrations", pl.Timeout, s.Instances, len(d.fake.Runners()))
+			return res, fmt.Errorf("pools did not scale to zero within %s: %d instances, %d registrations", pl.Timeout, s.Instances, len(d.github.Runners()))
 		case <-tick.C:
 		}
 	}
 	var err error
 	res.InstancesLeft, _ = d.Instances(ctx)
-	res.RegistrationsLeft = len(d.fake.Runners())
-	if res.SlotsLeft, res.OpenClaims, err = kvLeftovers(ctx, d.proc.bus.JS); err != nil {
+	res.RegistrationsLeft = len(d.github.Runners())
+	if res.SlotsLeft, res.OpenClaims, err = KVLeftovers(ctx, d.proc.Bus().JS); err != nil {
 		return res, err
 	}
 	res.Elapsed = time.Since(start)
@@ -254,8 +254,8 @@ func slotsHeld(st []scaler.PoolStatus) int {
 	return n
 }
 
-// kvLeftovers counts held slots and claims of jobs that are not over.
-func kvLeftovers(ctx context.Context, js jetstream.JetStream) (slots, openClaims int, err error) {
+// KVLeftovers counts held slots and claims of jobs that are not over.
+func KVLeftovers(ctx context.Context, js jetstream.JetStream) (slots, openClaims int, err error) {
 	count := func(bucket string, open func([]byte) bool) (int, error) {
 		kv, err := js.KeyValue(ctx, bucket)
 		if err != nil {
@@ -290,9 +290,9 @@ func kvLeftovers(ctx context.Context, js jetstream.JetStream) (slots, openClaims
 	return slots, openClaims, err
 }
 
-// gitHubRequests counts the REST requests ephemera made to the stand-in
+// GitHubRequests counts the REST requests ephemera made to the stand-in
 // (the stand-in runners' own /_fake calls are not GitHub API requests).
-func gitHubRequests(f *githubfake.Server) int {
+func GitHubRequests(f *githubfake.Server) int {
 	n := 0
 	for _, c := range f.Calls() {
 		if !strings.HasPrefix(c.Path, "/_fake/") {

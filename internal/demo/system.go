@@ -1,4 +1,9 @@
-package main
+// Package demo runs a whole ephemera on this machine — embedded NATS, the
+// GitHub stand-in, webhook, scaler and policy in this process, real LXD
+// containers running the stand-in runner — and drives it with a stream of
+// jobs. Command ephemera-demo shows it live; the end-to-end tests and
+// benchmarks assert on and measure what it reports.
+package demo
 
 import (
 	"context"
@@ -20,14 +25,15 @@ import (
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/serve"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/policy"
 )
 
-// demoSpec describes a whole ephemera on this machine: embedded NATS, the
+// Spec describes a whole ephemera on this machine: embedded NATS, the
 // GitHub stand-in, webhook, scaler and policy in this process, and real LXD
 // containers whose stand-in runner reaches the host over loopback.
-type demoSpec struct {
+type Spec struct {
 	Pools            []string // pool names; each gets labels [self-hosted, linux, <name>]
 	MinIdle, Max     int
 	Image            string // an image with the stand-in runner (deploy/lxd/standin-image.sh)
@@ -37,11 +43,11 @@ type demoSpec struct {
 	Log              zerolog.Logger
 }
 
-// demoSystem is a running demoSpec.
-type demoSystem struct {
-	spec    demoSpec
+// System is a running Spec.
+type System struct {
+	spec    Spec
 	dir     string
-	fake    *githubfake.Server
+	github  *githubfake.Server
 	router  *http.Server
 	profile string
 	unprof  func() error
@@ -50,7 +56,7 @@ type demoSystem struct {
 	policyURL atomic.Pointer[url.URL] // where the router sends policy requests
 
 	mu   sync.Mutex
-	proc *process
+	proc *serve.Process
 	stop context.CancelFunc
 	done chan error
 }
@@ -59,13 +65,15 @@ type demoSystem struct {
 // gives an outside collaborator admin, so the policy refuses its jobs;
 // pull requests from stranger/app are forks nobody authorized.
 const (
-	demoRepoGood   = "acme/app"
-	demoRepoLegacy = "acme/legacy"
-	demoForkOwner  = "stranger"
+	RepoGood   = "acme/app"
+	RepoLegacy = "acme/legacy"
+	ForkOwner  = "stranger"
 )
 
-func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err error) {
-	d := &demoSystem{spec: spec}
+// Start starts the system of spec; Close stops it and removes what it
+// created.
+func Start(ctx context.Context, spec Spec) (_ *System, err error) {
+	d := &System{spec: spec}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -74,11 +82,11 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 	if d.dir, err = os.MkdirTemp("", "ephemera-demo-"); err != nil {
 		return nil, err
 	}
-	if d.fake, err = githubfake.Start(); err != nil {
+	if d.github, err = githubfake.Start(); err != nil {
 		return nil, err
 	}
-	d.fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoGood, Branches: map[string]*githubfake.BranchProtection{"main": {RequiredReviews: true}}})
-	d.fake.SetRepo(githubfake.RepoSpec{FullName: demoRepoLegacy, OutsideCollaborators: map[string]string{"contractor": "admin"}})
+	d.github.SetRepo(githubfake.RepoSpec{FullName: RepoGood, Branches: map[string]*githubfake.BranchProtection{"main": {RequiredReviews: true}}})
+	d.github.SetRepo(githubfake.RepoSpec{FullName: RepoLegacy, OutsideCollaborators: map[string]string{"contractor": "admin"}})
 
 	// One loopback port serves instances both the stand-in's runner API and
 	// the policy service, so each instance needs one proxy device only.
@@ -90,9 +98,9 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 	routerURL := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	d.router = &http.Server{Handler: d.route(), ReadHeaderTimeout: 10 * time.Second}
 	go d.router.Serve(ln) //nolint:errcheck // ends with Close
-	d.fake.SetRunnerURL(routerURL)
+	d.github.SetRunnerURL(routerURL)
 
-	d.profile = "ephemera-demo-" + randomHex(3)
+	d.profile = "ephemera-demo-" + RandomHex(3)
 	if d.unprof, err = lxdprov.LoopbackProfile(ctx, lxdprov.Config{Project: "default"}, d.profile, port); err != nil {
 		return nil, err
 	}
@@ -103,7 +111,7 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 	cfg.Policy.URL = routerURL
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.NATS.StoreDir = d.dir + "/nats"
-	cfg.GitHub.APIURL = d.fake.URL
+	cfg.GitHub.APIURL = d.github.URL
 	cfg.GitHub.Org = "acme"
 	cfg.Reconcile = config.Reconcile{
 		Interval:         config.Duration(spec.Interval),
@@ -120,10 +128,10 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 			Profiles: []string{"default", d.profile},
 		})
 	}
-	webhookSecret := randomHex(16)
+	webhookSecret := RandomHex(16)
 	cfg.Secrets = config.Secrets{
 		WebhookSecrets:   []config.Secret{config.NewSecret(webhookSecret)},
-		PolicyAdminToken: config.NewSecret(randomHex(16)),
+		PolicyAdminToken: config.NewSecret(RandomHex(16)),
 		GitHubToken:      config.NewSecret("ghp_demo"),
 	}
 	if err := cfg.Validate(config.RoleServe); err != nil {
@@ -133,14 +141,14 @@ func startDemoSystem(ctx context.Context, spec demoSpec) (_ *demoSystem, err err
 	if err := d.start(ctx); err != nil {
 		return nil, err
 	}
-	d.fake.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.addrs["webhook"] + cfg.Webhook.Path, Secret: webhookSecret})
+	d.github.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.Addr("webhook") + cfg.Webhook.Path, Secret: webhookSecret})
 	return d, nil
 }
 
 // route sends the stand-in runner's API to the GitHub stand-in and
 // everything else to the policy service.
-func (d *demoSystem) route() http.Handler {
-	fake := d.fake.Handler()
+func (d *System) route() http.Handler {
+	fake := d.github.Handler()
 	pol := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		if u := d.policyURL.Load(); u != nil {
 			r.SetURL(u)
@@ -156,12 +164,12 @@ func (d *demoSystem) route() http.Handler {
 }
 
 // start builds and runs ephemera serve with d.cfg.
-func (d *demoSystem) start(ctx context.Context) error {
-	p, err := build(ctx, d.cfg, config.RoleServe, d.spec.Log)
+func (d *System) start(ctx context.Context) error {
+	p, err := serve.Build(ctx, d.cfg, config.RoleServe, d.spec.Log)
 	if err != nil {
 		return err
 	}
-	d.policyURL.Store(&url.URL{Scheme: "http", Host: p.addrs["policy"]})
+	d.policyURL.Store(&url.URL{Scheme: "http", Host: p.Addr("policy")})
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
@@ -172,7 +180,7 @@ func (d *demoSystem) start(ctx context.Context) error {
 }
 
 // Stop stops ephemera (gracefully, as SIGTERM would) and returns its error.
-func (d *demoSystem) Stop() error {
+func (d *System) Stop() error {
 	d.mu.Lock()
 	stop, done := d.stop, d.done
 	d.stop, d.done = nil, nil
@@ -186,7 +194,7 @@ func (d *demoSystem) Stop() error {
 
 // Restart stops ephemera and starts it again with the configuration
 // changed by change, on the same NATS store: its state carries over.
-func (d *demoSystem) Restart(ctx context.Context, change func(*config.Config)) error {
+func (d *System) Restart(ctx context.Context, change func(*config.Config)) error {
 	if err := d.Stop(); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
@@ -194,25 +202,28 @@ func (d *demoSystem) Restart(ctx context.Context, change func(*config.Config)) e
 	if err := d.start(ctx); err != nil {
 		return err
 	}
-	d.fake.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.addrs["webhook"] + d.cfg.Webhook.Path, Secret: d.cfg.Secrets.WebhookSecrets[0].Reveal()})
+	d.github.SetWebhook(githubfake.WebhookConfig{URL: "http://" + d.proc.Addr("webhook") + d.cfg.Webhook.Path, Secret: d.cfg.Secrets.WebhookSecrets[0].Reveal()})
 	return nil
 }
 
+// GitHub is the GitHub stand-in the system runs against.
+func (d *System) GitHub() *githubfake.Server { return d.github }
+
 // Instances lists the demo's instances in LXD.
-func (d *demoSystem) Instances(ctx context.Context) (int, error) {
+func (d *System) Instances(ctx context.Context) (int, error) {
 	d.mu.Lock()
 	p := d.proc
 	d.mu.Unlock()
-	if p == nil || p.lxd == nil {
+	if p == nil || p.LXD() == nil {
 		return 0, errors.New("ephemera is not running")
 	}
-	in, err := p.lxd.List(ctx)
+	in, err := p.LXD().List(ctx)
 	return len(in), err
 }
 
 // Close stops everything and removes what the demo created: instances
 // still there (after an interrupted run), the profile, the store.
-func (d *demoSystem) Close() {
+func (d *System) Close() {
 	_ = d.Stop()
 	if d.cfg != nil && d.unprof != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -232,15 +243,16 @@ func (d *demoSystem) Close() {
 	if d.router != nil {
 		d.router.Close()
 	}
-	if d.fake != nil {
-		d.fake.Close()
+	if d.github != nil {
+		d.github.Close()
 	}
 	if d.dir != "" {
 		os.RemoveAll(d.dir)
 	}
 }
 
-func randomHex(n int) string {
+// RandomHex is n random bytes in hex: unique names and throwaway secrets.
+func RandomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
