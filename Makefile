@@ -46,9 +46,13 @@ lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, De
 standin-image: ## Build the stand-in runner into the LXD image ephemera-standin (for demo and end-to-end tests).
 	bash deploy/lxd/standin-image.sh
 
+.PHONY: build-demo
+build-demo: ## Build bin/ephemera-demo (the demo is not part of the ephemera binary).
+	$(GO) build -trimpath -o bin/ephemera-demo ./cmd/ephemera-demo
+
 .PHONY: demo
-demo: lxd-dev standin-image build ## The whole system on this machine: real LXD containers, the GitHub stand-in, 30 jobs.
-	$(BIN) demo $(DEMO_FLAGS)
+demo: lxd-dev standin-image build-demo ## The whole system on this machine: real LXD containers, the GitHub stand-in, 30 jobs.
+	bin/ephemera-demo $(DEMO_FLAGS)
 
 .PHONY: run
 run: build ## Start `ephemera serve` with deploy/config.dev.yaml (dev secrets under .dev/).

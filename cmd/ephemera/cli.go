@@ -6,24 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
 )
-
-// Exit statuses.
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
-// usageError is bad usage or configuration: exit status 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
 
 const usage = `ephemera autoscales GitHub Actions self-hosted runners on LXD.
 
@@ -36,7 +22,6 @@ Commands:
   scaler         run the scaler and reconciler alone (needs nats.url)
   policy         run the policy service alone (needs nats.url)
   status         show pools and runners (-o json for JSON)
-  demo           the whole system on this machine with the GitHub stand-in and real LXD
   config check   validate a configuration file and exit
   version        print the version
 
@@ -45,28 +30,13 @@ Run 'ephemera <command> -h' for a command's flags.
 
 // run is main without the process: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := dispatch(ctx, args, stdout, stderr)
-	var ue *usageError
-	var ke *config.KeyError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "ephemera: "+ue.msg)
-		return exitUsage
-	case errors.As(err, &ke):
-		fmt.Fprintln(stderr, "ephemera: config: "+ke.Error())
-		return exitUsage
-	default:
-		fmt.Fprintln(stderr, "ephemera: "+oneLine(err.Error()))
-		return exitFailure
-	}
+	return cli.ExitStatus("ephemera", dispatch(ctx, args, stdout, stderr), stderr)
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("a command is required")
+		return cli.Usagef("a command is required")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -74,8 +44,6 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runRole(ctx, config.RoleServe, rest, stderr)
 	case "scaler":
 		return runRole(ctx, config.RoleScaler, rest, stderr)
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
 	case "status":
 		return status(ctx, rest, stdout, stderr)
 	case "policy":
@@ -84,7 +52,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runRole(ctx, config.RoleWebhook, rest, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
-			return usagef("usage: ephemera config check --config FILE")
+			return cli.Usagef("usage: ephemera config check --config FILE")
 		}
 		return configCheck(rest[1:], stdout, stderr)
 	case "version", "--version":
@@ -95,41 +63,26 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q", cmd)
+		return cli.Usagef("unknown command %q", cmd)
 	}
 }
 
 // commonFlags are the flags of every command that reads a configuration.
 type commonFlags struct {
-	config    string
-	logLevel  string
-	logFormat string
+	config string
+	log    cli.LogFlags
 }
 
 func newFlagSet(name string, stderr io.Writer, cf *commonFlags, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ephemera "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cf.config, "config", "/etc/ephemera/config.yaml", "configuration `file`")
-	fs.StringVar(&cf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&cf.logFormat, "log-format", "json", "log format: json or console")
+	cf.log.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ephemera %s [flags]\n\n%s\n\nFlags:\n", name, summary)
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
 }
 
 // loadConfig loads and validates the configuration; any problem with it,
@@ -138,9 +91,7 @@ func loadConfig(path string, role config.Role) (*config.Config, error) {
 	c, err := config.Load(path, role)
 	var ke *config.KeyError
 	if err != nil && !errors.As(err, &ke) {
-		return nil, usagef("config: %v", err)
+		return nil, cli.Usagef("config: %v", err)
 	}
 	return c, err
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

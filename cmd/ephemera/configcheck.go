@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
 )
 
@@ -12,14 +13,14 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	var role string
 	fs := newFlagSet("config check", stderr, &cf, "Validates the configuration for a role (and reads its secrets) and exits.")
 	fs.StringVar(&role, "role", string(config.RoleServe), "the command it is for: serve, webhook, scaler or policy")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	r := config.Role(role)
 	switch r {
 	case config.RoleServe, config.RoleWebhook, config.RoleScaler, config.RolePolicy:
 	default:
-		return usagef("--role must be serve, webhook, scaler or policy, got %q", role)
+		return cli.Usagef("--role must be serve, webhook, scaler or policy, got %q", role)
 	}
 	c, err := loadConfig(cf.config, r)
 	if err != nil {

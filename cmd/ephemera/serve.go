@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/internal/serve"
@@ -22,10 +23,10 @@ var roleSummary = map[config.Role]string{
 func runRole(ctx context.Context, role config.Role, args []string, stderr io.Writer) error {
 	var cf commonFlags
 	fs := newFlagSet(string(role), stderr, &cf, roleSummary[role])
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(cf, stderr)
+	log, err := cli.NewLogger(cf.log, stderr)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -22,11 +23,11 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs and the\noldest waiting job's age, read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
 	fs.StringVar(&output, "o", "table", "output: table or json")
 	fs.StringVar(&natsURL, "nats", "", "NATS `url` to read from (default: nats.url, else nats://<nats.listen>)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if output != "table" && output != "json" {
-		return usagef("-o must be table or json, got %q", output)
+		return cli.Usagef("-o must be table or json, got %q", output)
 	}
 	c, err := loadConfig(cf.config, config.RoleClient)
 	if err != nil {
@@ -40,7 +41,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case c.NATS.Listen != "":
 		url = "nats://" + c.NATS.Listen
 	default:
-		return usagef("config: nats.url or nats.listen is needed to reach the running ephemera (or pass --nats)")
+		return cli.Usagef("config: nats.url or nats.listen is needed to reach the running ephemera (or pass --nats)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

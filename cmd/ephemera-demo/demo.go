@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,15 +12,25 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/demo"
 )
+
+const summary = `Runs ephemera end to end on this machine with the GitHub stand-in and real LXD
+containers (image from ` + "`make standin-image`; `make demo`" + ` does it all), submits
+jobs, shows runners come and go, and prints a summary.`
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.ExitStatus("ephemera-demo", runDemo(ctx, args, stdout, stderr), stderr)
+}
 
 // runDemo runs the whole system on this machine — embedded NATS, the GitHub
 // stand-in, webhook, scaler, policy and real LXD containers running the
 // stand-in runner — submits a stream of jobs, shows it live, and prints a
 // summary.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cf commonFlags
+	var lf cli.LogFlags
 	var (
 		pl       = demo.Plan{}
 		pools    int
@@ -30,7 +41,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		logFile  string
 		interval time.Duration
 	)
-	fs := newFlagSet("demo", stderr, &cf, "Runs ephemera end to end on this machine with the GitHub stand-in and real LXD\ncontainers (image from `make standin-image`; `make demo` does it all), submits\njobs, shows runners come and go, and prints a summary.")
+	fs := flag.NewFlagSet("ephemera-demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ephemera-demo [flags]\n\n%s\n\nFlags:\n", summary)
+		fs.PrintDefaults()
+	}
+	lf.Register(fs)
 	fs.IntVar(&pl.Jobs, "jobs", 30, "jobs to submit")
 	fs.Float64Var(&pl.Rate, "rate", 2, "jobs submitted per second")
 	fs.DurationVar(&pl.Duration, "job-duration", 3*time.Second, "how long each job runs")
@@ -43,29 +60,29 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&interval, "reconcile", 2*time.Second, "reconcile interval")
 	fs.BoolVar(&plain, "plain", false, "print a line per second instead of redrawing the screen")
 	fs.StringVar(&logFile, "log", "", "write ephemera's logs to this `file` (default: discarded)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
 	case pl.Jobs < 1:
-		return usagef("--jobs must be at least 1")
+		return cli.Usagef("--jobs must be at least 1")
 	case pl.Rate <= 0:
-		return usagef("--rate must be above zero")
+		return cli.Usagef("--rate must be above zero")
 	case pools < 1 || pools > 4:
-		return usagef("--pools must be 1 to 4")
+		return cli.Usagef("--pools must be 1 to 4")
 	case max < 1 || minIdle < 0 || minIdle > max:
-		return usagef("--min-idle must be 0 to --max, and --max at least 1")
+		return cli.Usagef("--min-idle must be 0 to --max, and --max at least 1")
 	case pl.RejectEvery < 0:
-		return usagef("--reject-every must not be negative")
+		return cli.Usagef("--reject-every must not be negative")
 	}
 	log := zerolog.Nop()
 	if logFile != "" {
 		f, err := os.Create(logFile)
 		if err != nil {
-			return usagef("--log: %v", err)
+			return cli.Usagef("--log: %v", err)
 		}
 		defer f.Close()
-		l, err := newLogger(cf, f)
+		l, err := cli.NewLogger(lf, f)
 		if err != nil {
 			return err
 		}
@@ -82,7 +99,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer sys.Close()
 
-	tty := !plain && isTerminal(stdout)
+	tty := !plain && cli.IsTerminal(stdout)
 	last := time.Time{}
 	view := func(s demo.Snapshot) {
 		if !tty && s.At.Sub(last) < time.Second {
