@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
-	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/jobs"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
@@ -311,7 +310,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		if errors.Is(err, ErrMisconfigured) {
 			delay = time.Minute
 		}
-		if rl, ok := errors.AsType[*ghclient.RateLimitedError](err); ok {
+		if rl, ok := errors.AsType[*RateLimitedError](err); ok {
 			delay = max(delay, time.Until(rl.Until))
 		}
 		log.Warn().Err(err).Dur(logkey.RetryIn, delay).Msg("provision job runner failed; undone, will retry")

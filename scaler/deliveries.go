@@ -3,12 +3,8 @@ package scaler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/google/go-github/v60/github"
-
-	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -47,44 +43,6 @@ type HookDelivery struct {
 
 // ErrNotApp: the delivery log needs GitHub App authentication.
 var ErrNotApp = errors.New("hook deliveries need a GitHub App")
-
-func (g *gh) HookDeliveries(ctx context.Context, cursor string) ([]HookDelivery, string, error) {
-	if !g.cfg.Clients.IsApp() {
-		return nil, "", ErrNotApp
-	}
-	c, err := g.cfg.Clients.App()
-	if err != nil {
-		return nil, "", err
-	}
-	ds, resp, err := c.Apps.ListHookDeliveries(ghclient.WithOp(ctx, "list_hook_deliveries"), &github.ListCursorOptions{PerPage: 100, Cursor: cursor})
-	if err != nil {
-		return nil, "", fmt.Errorf("list hook deliveries: %w", err)
-	}
-	out := make([]HookDelivery, 0, len(ds))
-	for _, d := range ds {
-		out = append(out, HookDelivery{
-			ID: d.GetID(), GUID: d.GetGUID(), Event: d.GetEvent(), Action: d.GetAction(),
-			OK: d.GetStatusCode() >= 200 && d.GetStatusCode() < 300, Pending: d.GetStatus() == "pending",
-			Redelivery: d.GetRedelivery(), DeliveredAt: d.GetDeliveredAt().Time,
-		})
-	}
-	return out, resp.Cursor, nil
-}
-
-func (g *gh) RedeliverHook(ctx context.Context, id int64) error {
-	c, err := g.cfg.Clients.App()
-	if err != nil {
-		return err
-	}
-	if _, _, err := c.Apps.RedeliverHookDelivery(ghclient.WithOp(ctx, "redeliver_hook"), id); err != nil {
-		// go-github reports GitHub's 202 as *AcceptedError: that is success.
-		if _, ok := errors.AsType[*github.AcceptedError](err); ok {
-			return nil
-		}
-		return fmt.Errorf("redeliver hook delivery %d: %w", id, err)
-	}
-	return nil
-}
 
 type deliveryCursor struct {
 	LastID int64 `json:"last_id"`

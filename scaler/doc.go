@@ -9,9 +9,10 @@
 //
 // The scaler owns two narrow interfaces: [Provisioner] (create, list,
 // delete instances; lxdprov implements it on LXD) and [GitHub] (JIT-register,
-// remove and list runners, read a job; [NewGitHub] implements it with
-// go-github over internal/ghclient, for an org or a repository). A GitHub
-// that also implements [HookDeliveries] gets failed webhooks redelivered.
+// remove and list runners, read a job; package ghactions implements it
+// with go-github, for an org or a repository, and answers with the
+// scaler's own errors, such as [RateLimitedError]). A GitHub that also
+// implements [HookDeliveries] gets failed webhooks redelivered.
 // One-time policy tokens come from a [TokenMinter].
 //
 // # Consuming jobs

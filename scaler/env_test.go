@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/ghactions"
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/config"
@@ -79,7 +80,7 @@ func newEnv(t testing.TB, pools ...config.Pool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.gh, err = scaler.NewGitHub(scaler.GitHubConfig{Clients: e.clients, Org: "acme"}); err != nil {
+	if e.gh, err = ghactions.New(ghactions.Config{Clients: e.clients, Org: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	e.prov = &scalertest.Provisioner{

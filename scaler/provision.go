@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
-	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -195,7 +194,7 @@ func (s *Scaler) register(ctx context.Context, reg Registration) (RegisteredRunn
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rr, err := s.cfg.GitHub.RegisterRunner(ctx, reg)
-		if _, limited := errors.AsType[*ghclient.RateLimitedError](err); err == nil || limited || attempt == registerAttempts {
+		if _, limited := errors.AsType[*RateLimitedError](err); err == nil || limited || attempt == registerAttempts {
 			return rr, err
 		}
 		select {

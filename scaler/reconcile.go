@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
-	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -78,7 +77,7 @@ func (s *Scaler) observe(ctx context.Context) (*world, error) {
 		w.poolSet[p.Name] = struct{}{}
 	}
 	runners, gerr := s.cfg.GitHub.ListRunners(ctx, 0)
-	if errors.Is(gerr, ghclient.ErrNoInstallation) {
+	if errors.Is(gerr, ErrNoInstallation) {
 		// No installation configured and none seen in an event since
 		// this replica started: use one a runner was registered with.
 		for _, e := range w.recs {

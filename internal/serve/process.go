@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ephemera-ci/ephemera/ghactions"
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
@@ -218,7 +219,7 @@ func (p *Process) addScaler(ctx context.Context) error {
 	}
 	p.lxd = prov
 	p.closers = append(p.closers, func() { _ = prov.Close() })
-	ghs, err := scaler.NewGitHub(scaler.GitHubConfig{
+	ghs, err := ghactions.New(ghactions.Config{
 		Clients:       gh,
 		Org:           cfg.GitHub.Org,
 		Repo:          cfg.GitHub.Repo,
