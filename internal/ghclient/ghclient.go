@@ -119,18 +119,19 @@ func (c *Clients) ForInstallation(id int64) (*github.Client, error) {
 	if gc, ok := c.inst[id]; ok {
 		return gc, nil
 	}
-	var rt http.RoundTripper
+	var gc *github.Client
 	if !c.cfg.Token.IsZero() {
-		rt = &tokenTransport{token: c.cfg.Token, next: c.tr}
+		// go-github sets the token's Authorization header above the
+		// shared transport, which counts the request and keeps the guard.
+		gc = c.newClient(c.tr).WithAuthToken(c.cfg.Token.Reveal())
 	} else {
 		itr, err := ghinstallation.New(c.tr, c.cfg.AppID, id, []byte(c.cfg.PrivateKey.Reveal()))
 		if err != nil {
 			return nil, fmt.Errorf("github app installation %d: %w", id, err)
 		}
 		itr.BaseURL = c.baseNoSlash()
-		rt = itr
+		gc = c.newClient(itr)
 	}
-	gc := c.newClient(rt)
 	c.inst[id] = gc
 	return gc, nil
 }
@@ -173,16 +174,4 @@ func (c *Clients) newClient(rt http.RoundTripper) *github.Client {
 func (c *Clients) baseNoSlash() string {
 	s := c.base.String()
 	return s[:len(s)-1]
-}
-
-// tokenTransport adds a token's Authorization header.
-type tokenTransport struct {
-	token config.Secret
-	next  http.RoundTripper
-}
-
-func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token.Reveal())
-	return t.next.RoundTrip(r)
 }
