@@ -11,7 +11,7 @@ import (
 	"github.com/canonical/lxd/shared/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/scaler"

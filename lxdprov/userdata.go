@@ -9,7 +9,7 @@ import (
 	"text/template"
 	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Paths inside a runner instance. The image has the runner unpacked at

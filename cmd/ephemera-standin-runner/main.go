@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 )
