@@ -1,7 +1,10 @@
 // Command ephemera-benchtable reads `go test -bench` output on standard
 // input and prints every figure as one table, each row with the command
-// that reproduces it and, where an issue set one, the aim; it also writes
-// the figures as JSON (bench/results.json by `make bench`).
+// that reproduces it and, where an issue set one, the aim and whether the
+// figure meets it (a missed aim is marked MISSED in the table, "aim_met":
+// false in the JSON, and listed at the end); it also writes the figures as
+// JSON (bench/results.json by `make bench`). A missed aim is reported, not
+// a failure: figures are measured, never asserted.
 //
 //	go test -run '^$' -bench . -benchtime 1x ./... | ephemera-benchtable -json bench/results.json
 package main
@@ -28,7 +31,9 @@ type figure struct {
 	Metric    string  `json:"metric"`
 	Value     float64 `json:"value"`
 	Aim       string  `json:"aim,omitempty"`
-	Command   string  `json:"command"`
+	// AimMet says whether Value meets Aim; absent without an aim.
+	AimMet  *bool  `json:"aim_met,omitempty"`
+	Command string `json:"command"`
 }
 
 type results struct {
@@ -86,7 +91,7 @@ func parse(r io.Reader) (results, error) {
 			continue
 		}
 		if c, ok := strings.CutPrefix(line, "cpu: "); ok {
-			cpu = c
+			cpu = strings.TrimSpace(c)
 			continue
 		}
 		m := benchLine.FindStringSubmatch(line)
@@ -102,11 +107,20 @@ func parse(r io.Reader) (results, error) {
 				continue
 			}
 			top, _, _ := strings.Cut(name, "/")
-			res.Figures = append(res.Figures, figure{
+			f := figure{
 				Package: pkg, Benchmark: name, Metric: unit, Value: v,
 				Aim:     aims[name+" "+unit],
 				Command: fmt.Sprintf("go test -run '^$' -bench '^%s$' -benchtime 1x ./%s/", top, strings.TrimPrefix(strings.TrimPrefix(pkg, "github.com/ephemera-ci/ephemera"), "/")),
-			})
+			}
+			if f.Aim != "" {
+				a, err := parseAim(f.Aim)
+				if err != nil {
+					return res, fmt.Errorf("%s %s: %w", name, unit, err)
+				}
+				met := a.met(v)
+				f.AimMet = &met
+			}
+			res.Figures = append(res.Figures, f)
 		}
 	}
 	if cpu != "" {
@@ -121,9 +135,24 @@ func parse(r io.Reader) (results, error) {
 func print(w io.Writer, res results) {
 	fmt.Fprintf(w, "ephemera benchmarks — %s — %s\n\n", res.MeasuredAt.Format(time.RFC3339), res.Machine)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BENCHMARK\tFIGURE\tVALUE\tAIM\tREPRODUCE")
+	fmt.Fprintln(tw, "BENCHMARK\tFIGURE\tVALUE\tAIM\tMET\tREPRODUCE")
+	var missed []string
 	for _, f := range res.Figures {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Benchmark, f.Metric, strconv.FormatFloat(f.Value, 'g', 5, 64), f.Aim, f.Command)
+		met := ""
+		if f.AimMet != nil {
+			met = "yes"
+			if !*f.AimMet {
+				met = "MISSED"
+				missed = append(missed, fmt.Sprintf("%s %s = %s, aim %s", f.Benchmark, f.Metric, strconv.FormatFloat(f.Value, 'g', 5, 64), f.Aim))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Benchmark, f.Metric, strconv.FormatFloat(f.Value, 'g', 5, 64), f.Aim, met, f.Command)
 	}
 	tw.Flush()
+	if len(missed) > 0 {
+		fmt.Fprintf(w, "\n%d aim(s) MISSED:\n", len(missed))
+		for _, m := range missed {
+			fmt.Fprintln(w, "  "+m)
+		}
+	}
 }

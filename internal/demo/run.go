@@ -81,7 +81,8 @@ type Result struct {
 	Jobs                   []Job
 	Final                  map[int64]githubfake.Job
 	Completed, Rejected    int
-	Unexpected             []string // jobs whose outcome was not the planned one
+	Unexpected             []string        // jobs whose outcome was not the planned one
+	Latencies              []time.Duration // queued → running of every job that started, in submission order
 	LatencyP50, LatencyP99 time.Duration
 	GitHubRequests         int
 	InstancesLeft          int
@@ -180,7 +181,6 @@ func (d *System) Run(ctx context.Context, pl Plan, refresh time.Duration, view f
 	for _, j := range d.github.Jobs() {
 		res.Final[j.ID] = j
 	}
-	var lat []time.Duration
 	for _, dj := range res.Jobs {
 		j := res.Final[dj.ID]
 		ok := j.Conclusion == githubfake.ConclusionSuccess
@@ -193,10 +193,10 @@ func (d *System) Run(ctx context.Context, pl Plan, refresh time.Duration, view f
 			res.Unexpected = append(res.Unexpected, fmt.Sprintf("job %d (%s %s): %s", dj.ID, dj.Repo, dj.Event, j.Conclusion))
 		}
 		if !j.StartedAt.IsZero() {
-			lat = append(lat, j.StartedAt.Sub(dj.Submitted))
+			res.Latencies = append(res.Latencies, j.StartedAt.Sub(dj.Submitted))
 		}
 	}
-	res.LatencyP50, res.LatencyP99 = percentile(lat, 50), percentile(lat, 99)
+	res.LatencyP50, res.LatencyP99 = Percentile(res.Latencies, 50), Percentile(res.Latencies, 99)
 	res.GitHubRequests = GitHubRequests(d.github)
 
 	// Scale to zero through ephemera's own reconciler.
@@ -302,7 +302,8 @@ func GitHubRequests(f *githubfake.Server) int {
 	return n
 }
 
-func percentile(d []time.Duration, p int) time.Duration {
+// Percentile is the p-th percentile of d (nearest rank), 0 for none.
+func Percentile(d []time.Duration, p int) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
