@@ -62,6 +62,25 @@ func buildStandinImage() error {
 	return nil
 }
 
+// TakeTurn makes whole-system tests — each runs every component, NATS
+// and LXD instances, and needs most of a 2-core machine — run one at a
+// time across test binaries (go test runs packages in parallel): it holds
+// a file lock from now until the test ends. Their timing (provisioning
+// deadlines, bootstrap timeouts) is the one they were written for, not
+// what is left beside another one.
+func TakeTurn(t testing.TB) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "ephemera-e2e-turn.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("e2e turn lock: %v", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		t.Fatalf("e2e turn lock: %v", err)
+	}
+	t.Cleanup(func() { lock.Close() }) // closing releases the lock
+}
+
 // RepoRoot is the directory of the repository's go.mod, found from the
 // working directory up (go test runs a test in its package's directory).
 func RepoRoot() (string, error) {

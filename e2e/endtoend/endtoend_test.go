@@ -19,6 +19,7 @@ func TestEndToEndOnLXD(t *testing.T) {
 		t.Skip("end-to-end on LXD")
 	}
 	e2etest.RequireStandinImage(t)
+	e2etest.TakeTurn(t)
 	prefix := "e" + demo.RandomHex(2)
 	sys, err := demo.Start(t.Context(), demo.Spec{
 		Pools: []string{prefix + "-a", prefix + "-b"}, MinIdle: 1, Max: 4, Image: e2etest.StandinImage,

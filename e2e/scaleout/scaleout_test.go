@@ -171,6 +171,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 		t.Skip("scale-out on LXD with a NATS cluster")
 	}
 	e2etest.RequireStandinImage(t)
+	e2etest.TakeTurn(t)
 	cluster := bustest.StartCluster(t, 3)
 
 	fake, err := githubfake.Start()
