@@ -15,6 +15,7 @@ type Config struct {
 	GitHub    GitHub    `yaml:"github"`
 	LXD       LXD       `yaml:"lxd"`
 	Reconcile Reconcile `yaml:"reconcile"`
+	Runners   Runners   `yaml:"runners"`
 	Pools     []Pool    `yaml:"pools"`
 
 	// Secrets are filled by Load from the *_file keys and the environment.
@@ -200,6 +201,7 @@ func Default() Config {
 			IdleGrace:        Duration(2 * time.Minute),
 			ProvisionTimeout: Duration(5 * time.Minute),
 		},
+		Runners: Runners{Network: RunnerNetwork{EgressDeny: DefaultEgressDeny()}},
 	}
 }
 

@@ -20,7 +20,7 @@ var poolNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 // Validate checks the configuration for role and returns the first problem
 // as a *KeyError.
 func (c *Config) Validate(role Role) error {
-	checks := []func(Role) error{c.validateListeners, c.validateNATS, c.validateGitHub, c.validateLXD, c.validateReconcile, c.validatePools}
+	checks := []func(Role) error{c.validateListeners, c.validateNATS, c.validateGitHub, c.validateLXD, c.validateReconcile, c.validateRunners, c.validatePools}
 	for _, check := range checks {
 		if err := check(role); err != nil {
 			return err
