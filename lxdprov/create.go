@@ -135,7 +135,7 @@ func (p *Provider) createError(ctx context.Context, pl *pool, name, userData str
 	if _, ierr := resolveImage(pl.srv, pl.cfg.Image); errors.Is(ierr, scaler.ErrMisconfigured) {
 		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, ierr)
 	}
-	if _, perr := rootDiskOf(pl.srv, pl.cfg.Profiles); errors.Is(perr, scaler.ErrMisconfigured) {
+	if _, perr := profileDevices(pl.srv, pl.cfg.Profiles); errors.Is(perr, scaler.ErrMisconfigured) {
 		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, perr)
 	}
 	if p.atInstanceLimit() {

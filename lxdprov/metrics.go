@@ -18,6 +18,7 @@ const (
 	opCreate = "create"
 	opList   = "list"
 	opDelete = "delete"
+	opGuard  = "network_guard"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ephemera_lxd_requests_total",
-		Help: "LXD operations by operation (create, list, delete) and outcome.",
+		Help: "LXD operations by operation (create, list, delete, network_guard) and outcome.",
 	}, []string{"op", "outcome"}))
 	if err != nil {
 		return nil, err

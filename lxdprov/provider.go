@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 
-	lxd "github.com/canonical/lxd/client"
 	"github.com/canonical/lxd/shared/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -37,7 +36,12 @@ type Config struct {
 	// PreJobHook is the pre-job hook script written into every instance;
 	// required.
 	PreJobHook string
-	Log        zerolog.Logger
+	// Network is runners.network. Zero (no name): no network guard; the
+	// instances' NICs are whatever their profiles give them. Named: every
+	// runner NIC is on that network with NICFilters set, and
+	// EnsureNetworkGuard keeps the network's egress ACL in line.
+	Network config.RunnerNetwork
+	Log     zerolog.Logger
 	// Registerer receives the provider's metrics. Nil: a private registry.
 	Registerer prometheus.Registerer
 }
@@ -52,6 +56,7 @@ type Provider struct {
 	hook      string
 	// createStart: LXD can create and start an instance in one operation.
 	createStart bool
+	guard       *guard // nil: no runners.network
 	conns       *connTracker
 	log         zerolog.Logger
 	metrics     *metrics
@@ -64,8 +69,9 @@ type pool struct {
 	cfg    config.Pool
 	srv    server // targeted at cfg.Target when set
 	source api.InstanceSource
-	// devices overrides the profiles' root disk with the pool's size; nil
-	// when the pool sets no disk size.
+	// devices overrides the profiles' root disk with the pool's size, and
+	// their NICs with the runner network's filtered ones; nil when neither
+	// applies.
 	devices map[string]map[string]string
 	snippet *yaml.Node // the pool's user_data, parsed; nil when empty
 }
@@ -74,21 +80,8 @@ type pool struct {
 // exist, so a misconfiguration shows at start, in an error naming what is
 // missing (wrapping scaler.ErrMisconfigured), rather than at the first job.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
-	if len(cfg.Pools) == 0 {
-		return nil, errors.New("lxdprov: Pools is required")
-	}
-	if cfg.PreJobHook == "" {
-		return nil, errors.New("lxdprov: PreJobHook is required (the policy package's pre-job script)")
-	}
-	if err := checkPolicyURL(cfg.PolicyURL); err != nil {
-		return nil, fmt.Errorf("lxdprov: %w", err)
-	}
-	if cfg.Project == "" {
-		cfg.Project = "default"
-	}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("lxdprov: metrics: %w", err)
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
 	conns := &connTracker{}
 	base, where, err := connect(ctx, cfg, conns)
@@ -98,29 +91,74 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	// One client for the project (and one per cluster target): each keeps
 	// its own event websocket for waiting on operations.
 	proj := base.UseProject(cfg.Project)
+	targets := map[string]server{"": proj}
+	target := func(name string) server {
+		if targets[name] == nil {
+			targets[name] = proj.UseTarget(name)
+		}
+		return targets[name]
+	}
+	p, err := newProvider(ctx, cfg, where, proj, target, base.HasExtension("instance_create_start"))
+	if err != nil {
+		conns.closeAll()
+		return nil, err
+	}
+	p.conns = conns
+	return p, nil
+}
+
+// checkConfig refuses what New cannot work with, and fills defaults.
+func checkConfig(cfg *Config) error {
+	if len(cfg.Pools) == 0 {
+		return errors.New("lxdprov: Pools is required")
+	}
+	if cfg.PreJobHook == "" {
+		return errors.New("lxdprov: PreJobHook is required (the policy package's pre-job script)")
+	}
+	if err := checkPolicyURL(cfg.PolicyURL); err != nil {
+		return fmt.Errorf("lxdprov: %w", err)
+	}
+	if cfg.Project == "" {
+		cfg.Project = "default"
+	}
+	return nil
+}
+
+// newProvider builds a provider on srv, the project's server; target
+// returns the server of a cluster member. New passes LXD's client; tests
+// pass an in-memory one (lxdfake).
+func newProvider(ctx context.Context, cfg Config, where string, srv server, target func(string) server, createStart bool) (*Provider, error) {
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("lxdprov: metrics: %w", err)
+	}
+	g, err := newGuard(cfg.Network, cfg.PolicyURL)
+	if err != nil {
+		return nil, fmt.Errorf("lxdprov: %w: %w", err, scaler.ErrMisconfigured)
+	}
 	p := &Provider{
-		srv:         proj,
+		srv:         srv,
 		project:     cfg.Project,
 		pools:       make(map[string]*pool, len(cfg.Pools)),
 		policyURL:   cfg.PolicyURL,
 		hook:        cfg.PreJobHook,
-		createStart: base.HasExtension("instance_create_start"),
-		conns:       conns,
+		createStart: createStart,
+		guard:       g,
+		conns:       &connTracker{},
 		log:         cfg.Log,
 		metrics:     m,
 	}
-	targets := map[string]lxd.InstanceServer{"": proj}
+	if g != nil {
+		if _, _, err := runnerNetwork(srv, g.network); err != nil {
+			return nil, fmt.Errorf("lxdprov: LXD %s, project %s: %w", where, cfg.Project, err)
+		}
+	}
 	for _, pc := range cfg.Pools {
 		if _, dup := p.pools[pc.Name]; dup {
-			conns.closeAll()
 			return nil, fmt.Errorf("lxdprov: pool %s is configured twice", pc.Name)
 		}
-		if targets[pc.Target] == nil {
-			targets[pc.Target] = proj.UseTarget(pc.Target)
-		}
-		pl, err := p.resolvePool(ctx, pc, targets[pc.Target])
+		pl, err := p.resolvePool(ctx, pc, target(pc.Target))
 		if err != nil {
-			conns.closeAll()
 			return nil, fmt.Errorf("lxdprov: pool %s (LXD %s, project %s): %w", pc.Name, where, cfg.Project, err)
 		}
 		p.pools[pc.Name] = pl
@@ -152,17 +190,28 @@ func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv server) 
 	if pl.source, err = resolveImage(srv, pc.Image); err != nil {
 		return nil, err
 	}
-	rootDisk, err := rootDiskOf(srv, pc.Profiles)
+	devices, err := profileDevices(srv, pc.Profiles)
 	if err != nil {
 		return nil, err
 	}
 	if pc.Disk > 0 {
+		rootName, rootDisk := rootDiskIn(devices)
 		if rootDisk == nil {
 			return nil, fmt.Errorf("disk %s: profiles %q have no root disk device to size: %w", pc.Disk, pc.Profiles, scaler.ErrMisconfigured)
 		}
 		root := maps.Clone(rootDisk)
 		root["size"] = pc.Disk.String()
-		pl.devices = map[string]map[string]string{"root": root}
+		pl.devices = map[string]map[string]string{rootName: root}
+	}
+	if p.guard != nil {
+		nics, err := p.guard.runnerNICs(devices)
+		if err != nil {
+			return nil, err
+		}
+		if pl.devices == nil {
+			pl.devices = map[string]map[string]string{}
+		}
+		maps.Copy(pl.devices, nics)
 	}
 	if pl.snippet, err = parseSnippet(pc.UserData); err != nil {
 		return nil, fmt.Errorf("user_data: %w: %w", err, scaler.ErrMisconfigured)
@@ -200,14 +249,15 @@ func resolveImage(srv server, image string) (api.InstanceSource, error) {
 	return api.InstanceSource{}, fmt.Errorf("image %q not found (neither an alias nor a fingerprint): %w", image, scaler.ErrMisconfigured)
 }
 
-// rootDiskOf checks that every profile exists and returns the root disk
-// device they give an instance (the last profile's wins), or nil. No
-// profiles listed means LXD's default profile.
-func rootDiskOf(srv server, profiles []string) (map[string]string, error) {
+// profileDevices checks that every profile exists and returns the devices
+// they give an instance: a device named in several profiles is the last
+// one's, as LXD expands them. No profiles listed means LXD's default
+// profile.
+func profileDevices(srv server, profiles []string) (map[string]map[string]string, error) {
 	if profiles == nil {
 		profiles = []string{"default"}
 	}
-	var root map[string]string
+	devices := map[string]map[string]string{}
 	for _, name := range profiles {
 		prof, _, err := srv.GetProfile(name)
 		if isNotFound(err) {
@@ -216,11 +266,33 @@ func rootDiskOf(srv server, profiles []string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("look up profile %q: %w", name, err)
 		}
-		for _, dev := range prof.Devices {
-			if dev["type"] == "disk" && dev["path"] == "/" {
-				root = dev
-			}
+		maps.Copy(devices, prof.Devices)
+	}
+	return devices, nil
+}
+
+// rootDiskIn returns the root disk device among devices, and its name.
+func rootDiskIn(devices map[string]map[string]string) (string, map[string]string) {
+	for _, name := range slices.Sorted(maps.Keys(devices)) {
+		if dev := devices[name]; dev["type"] == "disk" && dev["path"] == "/" {
+			return name, dev
 		}
 	}
-	return root, nil
+	return "", nil
+}
+
+// runnerNetwork reads the runner network, refusing one that is missing
+// or is not a bridge LXD manages: the ACL and the NIC filters need one.
+func runnerNetwork(srv server, network string) (*api.Network, string, error) {
+	n, etag, err := srv.GetNetwork(network)
+	if isNotFound(err) {
+		return nil, "", fmt.Errorf("runners.network.name: network %q not found: %w", network, scaler.ErrMisconfigured)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("look up network %q: %w", network, err)
+	}
+	if !n.Managed || n.Type != "bridge" {
+		return nil, "", fmt.Errorf("runners.network.name: network %q is not a bridge LXD manages (type %q, managed %t): %w", network, n.Type, n.Managed, scaler.ErrMisconfigured)
+	}
+	return n, etag, nil
 }

@@ -18,6 +18,13 @@ type server interface {
 	GetProfile(name string) (*api.Profile, string, error)
 	GetProject(name string) (*api.Project, string, error)
 	HasExtension(extension string) bool
+
+	// The runner network guard (guard.go).
+	GetNetwork(name string) (*api.Network, string, error)
+	UpdateNetwork(name string, network api.NetworkPut, etag string) error
+	GetNetworkACL(name string) (*api.NetworkACL, string, error)
+	CreateNetworkACL(acl api.NetworkACLsPost) error
+	UpdateNetworkACL(name string, acl api.NetworkACLPut, etag string) error
 }
 
 var _ server = lxd.InstanceServer(nil)

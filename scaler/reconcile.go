@@ -41,6 +41,7 @@ const maxJobChecks = 20
 // webhooks. Every action is logged with its reason and counted.
 func (s *Scaler) reconcile(ctx context.Context) {
 	start := time.Now()
+	s.ensureNetworkGuard(ctx)
 	w, err := s.observe(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

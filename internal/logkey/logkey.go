@@ -29,4 +29,7 @@ const (
 	NewRunner     = "new_runner"
 	RetryIn       = "retry_in"
 	Redeliveries  = "redeliveries"
+	// The runner network guard.
+	Network = "network"
+	ACL     = "acl"
 )

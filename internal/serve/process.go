@@ -211,6 +211,7 @@ func (p *Process) addScaler(ctx context.Context) error {
 		Pools:      cfg.Pools,
 		PolicyURL:  cfg.Policy.URL,
 		PreJobHook: policy.HookScript,
+		Network:    cfg.Runners.Network,
 		Log:        p.logFor("lxd"),
 		Registerer: p.reg,
 	})
