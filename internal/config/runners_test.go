@@ -19,10 +19,10 @@ func TestRunnerNetworkErrorsNameTheKey(t *testing.T) {
 		section string
 		wantKey string
 	}{
-		{"a deny entry that is not a CIDR", "    name: ephbr0\n    egress_deny: [10.0.0.0/8, not-a-cidr]\n", "runners.network.egress_deny[1]"},
-		{"a deny entry without a prefix length", "    name: ephbr0\n    egress_deny: [10.0.0.1]\n", "runners.network.egress_deny[0]"},
-		{"a deny entry with a prefix too long", "    name: ephbr0\n    egress_deny: [10.0.0.0/33]\n", "runners.network.egress_deny[0]"},
-		{"a deny entry with host bits set", "    name: ephbr0\n    egress_deny: [10.1.2.3/8]\n", "runners.network.egress_deny[0]"},
+		{"a deny entry that is not a CIDR", "    name: ephbr0\n    egress_deny: [198.51.100.0/24, not-a-cidr]\n", "runners.network.egress_deny[1]"},
+		{"a deny entry without a prefix length", "    name: ephbr0\n    egress_deny: [198.51.100.1]\n", "runners.network.egress_deny[0]"},
+		{"a deny entry with a prefix too long", "    name: ephbr0\n    egress_deny: [198.51.100.0/33]\n", "runners.network.egress_deny[0]"},
+		{"a deny entry with host bits set", "    name: ephbr0\n    egress_deny: [198.51.100.7/24]\n", "runners.network.egress_deny[0]"},
 		{"an allow entry without a port", "    name: ephbr0\n    egress_allow: [192.0.2.1]\n", "runners.network.egress_allow[0]"},
 		{"an allow entry with port zero", "    name: ephbr0\n    egress_allow: [\"192.0.2.1:0\"]\n", "runners.network.egress_allow[0]"},
 		{"an allow entry with a port too large", "    name: ephbr0\n    egress_allow: [\"192.0.2.1:65536\"]\n", "runners.network.egress_allow[0]"},
@@ -33,7 +33,7 @@ func TestRunnerNetworkErrorsNameTheKey(t *testing.T) {
 		{"a network name too long for an interface", "    name: ephemera-runners\n", "runners.network.name"},
 		{"a network name with a slash", "    name: a/b\n", "runners.network.name"},
 		{"an unknown key", "    name: ephbr0\n    egress_denied: []\n", "runners.network.egress_denied"},
-		{"a deny list that is not a list", "    name: ephbr0\n    egress_deny: 10.0.0.0/8\n", "runners.network.egress_deny"},
+		{"a deny list that is not a list", "    name: ephbr0\n    egress_deny: 198.51.100.0/24\n", "runners.network.egress_deny"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseServe(t, withNetwork(tc.section))
