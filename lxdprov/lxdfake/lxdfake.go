@@ -284,10 +284,10 @@ func (s *Server) CreateInstance(post api.InstancesPost) (lxd.Operation, error) {
 		return op(err), nil
 	}
 	inst := &api.Instance{
-		Name:      post.Name,
-		Type:      string(cmpOr(post.Type, api.InstanceTypeContainer)),
-		Status:    api.Stopped.String(),
-		CreatedAt: time.Now().UTC(),
+		Name:       post.Name,
+		Type:       string(cmpOr(post.Type, api.InstanceTypeContainer)),
+		Status:     api.Stopped.String(),
+		CreatedAt:  time.Now().UTC(),
 		Config:     maps.Clone(post.Config),
 		Devices:    post.Devices,
 		Profiles:   profiles,
