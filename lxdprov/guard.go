@@ -106,10 +106,10 @@ func (g *guard) endpoints(ctx context.Context) ([]endpoint, error) {
 		}
 		addrs, err := g.resolve(ctx, hp.Host)
 		if err != nil {
-			return nil, fmt.Errorf("resolve egress_allow host %s: %w", hp.Host, err)
+			return nil, fmt.Errorf("resolve %s (runners.network.egress_allow or policy.url): %w", hp.Host, err)
 		}
 		if len(addrs) == 0 {
-			return nil, fmt.Errorf("resolve egress_allow host %s: no addresses", hp.Host)
+			return nil, fmt.Errorf("resolve %s (runners.network.egress_allow or policy.url): no addresses", hp.Host)
 		}
 		for _, a := range addrs {
 			out = append(out, endpoint{a.Unmap(), hp.Port})
