@@ -11,7 +11,6 @@ import (
 	"github.com/canonical/lxd/shared/api"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
@@ -387,49 +386,6 @@ func TestTwentyConcurrentCreatesAllSucceedAndAllAreDeleted(t *testing.T) {
 	}
 	if insts, err := p.List(t.Context()); err != nil || len(insts) != 0 {
 		t.Errorf("List after deleting all = %d instances, %v; want none", len(insts), err)
-	}
-}
-
-func TestMetricsCountOperationsByOutcome(t *testing.T) {
-	t.Parallel()
-	pool := lxdtest.Pool()
-	reg := prometheus.NewRegistry()
-	cfg := lxdtest.Config(t, pool)
-	cfg.Registerer = reg
-	p := lxdtest.New(t, cfg)
-	spec := lxdtest.Spec(pool.Name)
-	if err := p.Create(t.Context(), spec); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.Create(t.Context(), spec) // exists
-	if err := p.Delete(t.Context(), spec.Name); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	series := map[string]int{}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		series[mf.GetName()] = len(mf.GetMetric())
-		if mf.GetName() != "ephemera_lxd_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			got[labels["op"]+"/"+labels["outcome"]] = m.GetCounter().GetValue()
-		}
-	}
-	want := map[string]float64{"create/ok": 1, "create/exists": 1, "delete/ok": 1}
-	if diff := cmp.Diff(got, want); diff != "" {
-		t.Errorf("ephemera_lxd_requests_total by op/outcome (-got +want):\n%s", diff)
-	}
-	if n := series["ephemera_lxd_operation_seconds"]; n != 2 {
-		t.Errorf("ephemera_lxd_operation_seconds has %d series, want 2 (create, delete)", n)
 	}
 }
 

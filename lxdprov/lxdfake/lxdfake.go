@@ -57,7 +57,8 @@ type Call struct {
 // for concurrent use.
 type Server struct {
 	// Fail, when set, is asked before each request; a non-nil error is
-	// returned as LXD's answer and nothing changes.
+	// returned as LXD's answer and nothing changes. It may call the server
+	// (to make something happen "meanwhile").
 	Fail func(Call) error
 	// FailOp, when set, is asked before an operation's work (create, start,
 	// stop, delete); a non-nil error becomes the operation's error and
@@ -185,6 +186,14 @@ func (s *Server) AddInstance(inst api.Instance) {
 	defer s.mu.Unlock()
 	s.initLocked()
 	s.instances[inst.Name] = &inst
+}
+
+// RemoveInstance deletes an instance, as if it went on its own.
+func (s *Server) RemoveInstance(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.initLocked()
+	delete(s.instances, name)
 }
 
 // --- Reading what happened ---
