@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 	"github.com/ephemera-ci/ephemera/scaler"
@@ -323,27 +324,26 @@ func TestCancelledContextStopsWaiting(t *testing.T) {
 	p := lxdtest.Provider(t, pool)
 	spec := lxdtest.Spec(pool.Name)
 
+	// Cancel once LXD has the instance, while Create still waits for it
+	// to run (creating and starting take about half a second here).
+	client := lxdtest.Client(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(20*time.Millisecond, cancel)
+	go func() {
+		defer cancel()
+		_ = waitfor.Within(30*time.Second, func() bool {
+			_, _, err := client.GetInstance(spec.Name)
+			return err == nil
+		})
+	}()
 	err := p.Create(ctx, spec)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Create = %v, want context.Canceled", err)
 	}
 	// LXD carries on creating it; List shows it, and Delete removes it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitfor.True(t, 30*time.Second, "the instance to be listed after the cancelled create", func() bool {
 		insts, err := p.List(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.ContainsFunc(insts, func(i scaler.Instance) bool { return i.Name == spec.Name }) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s never appeared after the cancelled create", spec.Name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && slices.ContainsFunc(insts, func(i scaler.Instance) bool { return i.Name == spec.Name })
+	})
 	if err := p.Delete(t.Context(), spec.Name); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -217,13 +218,7 @@ func Instance(t testing.TB, name string) *api.Instance {
 // timeout.
 func WaitGone(t testing.TB, name string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for Instance(t, name) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s still exists after %s", name, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitfor.True(t, timeout, "instance "+name+" to be gone", func() bool { return Instance(t, name) == nil })
 }
 
 func randomHex(n int) string {
