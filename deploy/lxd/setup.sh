@@ -7,7 +7,8 @@
 #   - makes LXD listen for HTTPS on 127.0.0.1:8443 when it listens nowhere,
 #   - builds the tiny "ephemera-test" image and (re)imports it when it is
 #     missing or its content changed,
-#   - deletes instances named eph-* (and test projects t-xxxxxx) left over by
+#   - deletes instances named eph-* (and test projects t-xxxxxx, test
+#     network ACLs t-acl-NNNNNN) left over by
 #     earlier test runs.
 # Run it as root on a Debian machine; a second run changes nothing.
 # It is meant for dev and CI machines only: it deletes every eph-* instance.
@@ -103,6 +104,12 @@ if [[ ${EPHEMERA_KEEP_INSTANCES:-0} != 1 ]]; then
 		delete_leftovers "$project"
 		say "deleting leftover test project $project"
 		lxc project delete "$project" >/dev/null 2>&1 || true
+	done
+	# lxdprov's ACL tests name their (unattached) ACLs t-acl-NNNNNN.
+	for acl in $(lxc network acl list --format csv 2>/dev/null | cut -d, -f1); do
+		[[ $acl =~ ^t-acl-[0-9]{6}$ ]] || continue
+		say "deleting leftover test network ACL $acl"
+		lxc network acl delete "$acl" >/dev/null 2>&1 || true
 	done
 fi
 
