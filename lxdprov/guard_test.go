@@ -230,3 +230,25 @@ func TestRunnerNICsAreOnTheRunnerNetworkWithLayer2Filtering(t *testing.T) {
 		})
 	}
 }
+
+func TestABadRunnerNetworkSettingIsMisconfigurationNamingTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*config.RunnerNetwork)
+		key  string
+	}{
+		{"a deny entry that is not a CIDR", func(n *config.RunnerNetwork) { n.EgressDeny = []string{"nonsense"} }, "runners.network.egress_deny[0]"},
+		{"an allow entry without a port", func(n *config.RunnerNetwork) { n.EgressAllow = []string{"192.0.2.1"} }, "runners.network.egress_allow[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFake()
+			srv.SetNetwork(bridge("ephbr0"))
+			cfg := guardedConfig()
+			tc.edit(&cfg.Network)
+			_, err := lxdprov.NewOnServer(t.Context(), cfg, srv)
+			if !errors.Is(err, scaler.ErrMisconfigured) || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("NewOnServer = %v, want ErrMisconfigured naming %s", err, tc.key)
+			}
+		})
+	}
+}
