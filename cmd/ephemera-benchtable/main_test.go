@@ -18,7 +18,7 @@ pkg: github.com/ephemera-ci/ephemera/scaler
 BenchmarkQueuedToCreate/200/s-2   	1	 3.1 p99-ms
 ok  	github.com/ephemera-ci/ephemera/scaler	1.0s
 pkg: github.com/ephemera-ci/ephemera/lxdprov
-BenchmarkLXD-2   	1	 1.103 con20-delete-p50-vs-lxc	 2141 con20-delete-p50-ms
+BenchmarkLXDBusyboxContainers-2   	1	 1.103 con20-delete-p50-vs-raw	 2141 con20-delete-p50-ms
 ok  	github.com/ephemera-ci/ephemera/lxdprov	60.0s
 `
 
@@ -29,14 +29,14 @@ func TestParseKeepsEveryFigureWithItsCommandAndAim(t *testing.T) {
 	}
 	yes, no := true, false
 	intake := "go test -run '^$' -bench '^BenchmarkIntake$' -benchtime 1x ./webhook/"
-	lxd := "go test -run '^$' -bench '^BenchmarkLXD$' -benchtime 1x ./lxdprov/"
+	lxd := "go test -run '^$' -bench '^BenchmarkLXDBusyboxContainers$' -benchtime 1x ./lxdprov/"
 	want := []figure{
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full-deliveries/s", Value: 12401, Aim: "≥ 5,000/s", AimMet: &yes, Command: intake},
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full-p99-ms", Value: 15, Aim: "< 20 ms", AimMet: &yes, Command: intake},
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full/bare-%", Value: 94.1, Aim: "≥ 90%", AimMet: &yes, Command: intake},
 		{Package: "github.com/ephemera-ci/ephemera/scaler", Benchmark: "BenchmarkQueuedToCreate/200/s", Metric: "p99-ms", Value: 3.1, Aim: "< 50 ms", AimMet: &yes, Command: "go test -run '^$' -bench '^BenchmarkQueuedToCreate$' -benchtime 1x ./scaler/"},
-		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXD", Metric: "con20-delete-p50-vs-lxc", Value: 1.103, Aim: "≤ 1.10", AimMet: &no, Command: lxd},
-		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXD", Metric: "con20-delete-p50-ms", Value: 2141, Command: lxd},
+		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXDBusyboxContainers", Metric: "con20-delete-p50-vs-raw", Value: 1.103, Aim: "≤ 1.10", AimMet: &no, Command: lxd},
+		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXDBusyboxContainers", Metric: "con20-delete-p50-ms", Value: 2141, Command: lxd},
 	}
 	if d := cmp.Diff(res.Figures, want); d != "" {
 		t.Errorf("figures (-got +want):\n%s", d)
@@ -62,7 +62,7 @@ func TestAMissedAimIsMarkedInTheTableAndTheJSON(t *testing.T) {
 	var lxdRow, intakeRow string
 	for _, line := range strings.Split(out.String(), "\n") {
 		switch {
-		case strings.HasPrefix(line, "BenchmarkLXD ") && strings.Contains(line, "con20-delete-p50-vs-lxc"):
+		case strings.HasPrefix(line, "BenchmarkLXDBusyboxContainers ") && strings.Contains(line, "con20-delete-p50-vs-raw"):
 			lxdRow = line
 		case strings.HasPrefix(line, "BenchmarkIntake ") && strings.Contains(line, "full-p99-ms"):
 			intakeRow = line
@@ -74,7 +74,7 @@ func TestAMissedAimIsMarkedInTheTableAndTheJSON(t *testing.T) {
 	if strings.Contains(intakeRow, "MISSED") || !strings.Contains(intakeRow, "yes") {
 		t.Errorf("the row of 15 against < 20 ms is not marked met: %q", intakeRow)
 	}
-	if !strings.Contains(out.String(), "1 aim(s) MISSED:\n  BenchmarkLXD con20-delete-p50-vs-lxc = 1.103, aim ≤ 1.10\n") {
+	if !strings.Contains(out.String(), "1 aim(s) MISSED:\n  BenchmarkLXDBusyboxContainers con20-delete-p50-vs-raw = 1.103, aim ≤ 1.10\n") {
 		t.Errorf("no summary of the missed aim:\n%s", out.String())
 	}
 	b, err := json.Marshal(res.Figures[4])
