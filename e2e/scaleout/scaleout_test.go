@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,10 +31,12 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/demo"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/lxdprov"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 	"github.com/ephemera-ci/ephemera/policy"
 	"github.com/ephemera-ci/ephemera/scaler"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -235,10 +239,13 @@ func TestScaleOutOnLXD(t *testing.T) {
 		}
 		return path
 	}
+	var procs []*proc // every process started, for the trail of a job that went wrong
 	start := func(role, name, webhook, policyListen string, minIdle int, idleGrace string) *proc {
 		metrics := e2etest.FreePort(t)
 		cfg := writeCfg(name, webhook, policyListen, metrics, minIdle, idleGrace)
-		return startProc(t, name, []string{role, "--config", cfg}, env, "http://"+metrics+"/readyz")
+		p := startProc(t, name, []string{role, "--config", cfg}, env, "http://"+metrics+"/readyz")
+		procs = append(procs, p)
+		return p
 	}
 
 	webhookAddrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}
@@ -332,7 +339,8 @@ func TestScaleOutOnLXD(t *testing.T) {
 	for _, dj := range planned {
 		j := final[dj.ID]
 		if (j.Conclusion == githubfake.ConclusionSuccess) == dj.WantReject {
-			t.Errorf("job %d (%s %s): %s", dj.ID, dj.Repo, dj.Event, j.Conclusion)
+			t.Errorf("job %d (%s %s): %s on %s", dj.ID, dj.Repo, dj.Event, j.Conclusion, j.RunnerName)
+			trail(t, procs, dj.ID, j.RunnerName)
 		}
 		if other, ok := usedBy[j.RunnerName]; ok {
 			t.Errorf("jobs %d and %d both ran on %s", other, dj.ID, j.RunnerName)
@@ -348,6 +356,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	for _, dj := range planned {
 		if starts[dj.ID] != 1 {
 			t.Errorf("job %d started %d times", dj.ID, starts[dj.ID])
+			trail(t, procs, dj.ID, final[dj.ID].RunnerName)
 		}
 	}
 
@@ -396,6 +405,13 @@ func TestScaleOutOnLXD(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			for _, c := range openClaims(t, b.JS) {
+				t.Logf("open claim %s: %s", c.Key(), c.Value())
+				id, _ := strconv.ParseInt(c.Key(), 10, 64)
+				var rec struct{ Runner string }
+				_ = json.Unmarshal(c.Value(), &rec)
+				trail(t, procs, id, rec.Runner)
+			}
 			t.Fatalf("left in KV: %d slots, %d open claims (%v)", slots, open, err)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -429,4 +445,48 @@ func logTail(t *testing.T, p *proc) {
 			n++
 		}
 	}
+}
+
+// trail logs every line any process wrote about job id or its runner, so
+// that a job that went wrong can be followed through webhook receivers,
+// scalers and policy replicas.
+func trail(t *testing.T, procs []*proc, id int64, runner string) {
+	t.Helper()
+	jobField := fmt.Sprintf(`"%s":%d`, logkey.Job, id)
+	runnerField := fmt.Sprintf(`"%s":%q`, logkey.Runner, runner)
+	for _, p := range procs {
+		for line := range strings.SplitSeq(p.stderr.String(), "\n") {
+			if strings.Contains(line, jobField) || (runner != "" && strings.Contains(line, runnerField)) {
+				t.Logf("%s: %s", p.name, line)
+			}
+		}
+	}
+}
+
+// openClaims returns the job claims that are neither completed nor known
+// to need no runner, as KV entries (key: the job id, value: the record).
+func openClaims(t *testing.T, js jetstream.JetStream) []jetstream.KeyValueEntry {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), scaler.BucketJobs)
+	if err != nil {
+		t.Logf("open claims: %v", err)
+		return nil
+	}
+	keys, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Logf("open claims: %v", err)
+		return nil
+	}
+	var open []jetstream.KeyValueEntry
+	for k := range keys.Keys() {
+		e, err := kv.Get(t.Context(), k)
+		if err != nil {
+			continue
+		}
+		var c struct{ Completed, NoRunner bool }
+		if json.Unmarshal(e.Value(), &c) != nil || !(c.Completed || c.NoRunner) {
+			open = append(open, e)
+		}
+	}
+	return open
 }
