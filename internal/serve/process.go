@@ -248,6 +248,9 @@ func (p *Process) addScaler(ctx context.Context) error {
 	}
 	p.scaler = s
 	p.runners = append(p.runners, s.Run)
+	if err := p.reg.Register(scaler.NewStatusCollector(p.bus.JS, cfg.Pools, p.logFor("status"))); err != nil {
+		return fmt.Errorf("pool status metrics: %w", err)
+	}
 	return nil
 }
 
