@@ -18,6 +18,11 @@ help: ## List the targets.
 build: ## Build bin/ephemera with the version stamped in.
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ephemera
 
+.PHONY: deb
+deb: ## Build bin/ephemera_<version>_<arch>.deb with dpkg-deb (packaging/).
+	$(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS)' -o bin/deb/ephemera ./cmd/ephemera
+	bash packaging/build-deb.sh bin/deb/ephemera $(VERSION) bin
+
 .PHONY: vet
 vet: ## go vet every package.
 	$(GO) vet $(PKGS)
