@@ -430,6 +430,7 @@ func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Eve
 			return false
 		}
 		c.Started = true
+		c.StartedAt, c.RanOn = eventTime(ev.StartedAt, s.now()), ev.RunnerName
 		return true
 	}); err != nil {
 		return nak(s.backoff(delivered))
@@ -469,6 +470,7 @@ func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Even
 			return false
 		}
 		c.Completed = true
+		c.CompletedAt = eventTime(ev.CompletedAt, s.now())
 		c.NoRunner = noRunner && !c.Started && c.State == claimWaiting
 		return true
 	})
@@ -476,7 +478,7 @@ func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Even
 		return nak(s.backoff(delivered))
 	}
 	if !found {
-		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: noRunner, Tombstone: true}
+		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: noRunner, Tombstone: true, CompletedAt: eventTime(ev.CompletedAt, s.now())}
 		if _, err := s.kv.jobs.Create(ctx, jobKey(ev.JobID), encode(tomb)); isConflict(err) {
 			return nak(s.cfg.CapacityRetry) // a claim appeared meanwhile: mark it next time
 		} else if err != nil {

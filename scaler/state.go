@@ -153,6 +153,12 @@ type claimRec struct {
 	// delivery of the job had been handled by then, so one handled later
 	// (a late redelivery, a replay) provisions nothing.
 	Tombstone bool `json:"tombstone,omitempty"`
+	// StartedAt, CompletedAt (GitHub's times, or when the event was
+	// handled) and RanOn (the runner that took it) are for the status
+	// view (statusjobs.go).
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	RanOn       string    `json:"ran_on,omitempty"`
 }
 
 // waiting reports whether the job still waits for a runner to take it.

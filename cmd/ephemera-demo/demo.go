@@ -98,6 +98,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("start the demo: %w (is LXD set up? run `make lxd-dev standin-image`)", err)
 	}
 	defer sys.Close()
+	fmt.Fprintf(stdout, "ephemera demo: live status view at %s\n", sys.StatusURL())
 
 	tty := !plain && cli.IsTerminal(stdout)
 	last := time.Time{}

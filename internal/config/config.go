@@ -17,6 +17,7 @@ type Config struct {
 	Reconcile Reconcile `yaml:"reconcile"`
 	Runners   Runners   `yaml:"runners"`
 	Pools     []Pool    `yaml:"pools"`
+	Status    Status    `yaml:"status"`
 
 	// Secrets are filled by Load from the *_file keys and the environment.
 	Secrets Secrets `yaml:"-"`
@@ -153,6 +154,7 @@ type Secrets struct {
 	PolicyAdminToken Secret
 	GitHubPrivateKey Secret
 	GitHubToken      Secret
+	StatusToken      Secret
 }
 
 // Environment variables that override the *_file keys.
@@ -161,6 +163,7 @@ const (
 	EnvPolicyAdminToken = "EPHEMERA_POLICY_ADMIN_TOKEN"
 	EnvGitHubPrivateKey = "EPHEMERA_GITHUB_PRIVATE_KEY"
 	EnvGitHubToken      = "EPHEMERA_GITHUB_TOKEN"
+	EnvStatusToken      = "EPHEMERA_STATUS_TOKEN"
 )
 
 // Instance types a pool may use.

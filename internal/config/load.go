@@ -82,6 +82,11 @@ func (c *Config) loadSecrets(role Role) error {
 			return err
 		}
 	}
+	if role.runsScaler() {
+		if c.Secrets.StatusToken, err = loadSecret("status.token_file", c.Status.TokenFile, EnvStatusToken); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

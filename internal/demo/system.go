@@ -170,6 +170,7 @@ func (d *System) start(ctx context.Context) error {
 		return err
 	}
 	d.policyURL.Store(&url.URL{Scheme: "http", Host: p.Addr("policy")})
+	d.cfg.Metrics.Listen = p.Addr("metrics") // the status view keeps its address across a restart
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
@@ -208,6 +209,14 @@ func (d *System) Restart(ctx context.Context, change func(*config.Config)) error
 
 // GitHub is the GitHub stand-in the system runs against.
 func (d *System) GitHub() *githubfake.Server { return d.github }
+
+// StatusURL is the address of the live status view (the metrics listener;
+// it stays the same across Restart).
+func (d *System) StatusURL() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return "http://" + d.proc.Addr("metrics") + "/"
+}
 
 // Instances lists the demo's instances in LXD.
 func (d *System) Instances(ctx context.Context) (int, error) {

@@ -75,6 +75,11 @@ func Build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	mr := chi.NewRouter()
 	withHealth(mr, p.bus.Ready)
 	mr.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
+	if role == config.RoleServe || role == config.RoleScaler {
+		if err := p.addStatusView(mr); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.addListener("metrics", cfg.Metrics.Listen, mr); err != nil {
 		return nil, err
 	}
