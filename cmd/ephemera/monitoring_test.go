@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/serve"
 	"github.com/ephemera-ci/ephemera/internal/tooltest"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
@@ -201,7 +204,7 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 var metricName = regexp.MustCompile(`\bephemera_[a-z0-9_]+`)
 
 // registeredFamilies builds every component of `ephemera serve` in this
-// process and lists the metric families its registry describes: every
+// process (serve.Build, as the command does) and lists the metric families its registry describes: every
 // family the binary registers, whether or not it has a sample yet.
 func registeredFamilies(t *testing.T) map[string]bool {
 	t.Helper()
@@ -212,14 +215,18 @@ func registeredFamilies(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := build(t.Context(), cfg, config.RoleServe, zerolog.Nop())
+	p, err := serve.Build(t.Context(), cfg, config.RoleServe, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.close()
+	defer func() { // Run with an ended context only closes what Build opened.
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_ = p.Run(ctx)
+	}()
 	ch := make(chan *prometheus.Desc)
 	go func() {
-		p.reg.Describe(ch)
+		p.Registry().Describe(ch)
 		close(ch)
 	}()
 	// Desc keeps its name private; its String form is documented enough
@@ -283,7 +290,7 @@ func TestDashboardAndAlertsNameOnlyRegisteredMetrics(t *testing.T) {
 func TestServeMetricsPassPromtoolCheck(t *testing.T) {
 	lxdtest.Require(t)
 	tooltest.Path(t, "prometheus", "promtool")
-	metricsAddr := freePort(t)
+	metricsAddr := e2etest.FreePort(t)
 	doc := strings.NewReplacer(
 		"name: small", "name: "+lxdtest.Pool().Name,
 		`metrics: { listen: "127.0.0.1:0" }`, `metrics: { listen: "`+metricsAddr+`" }`,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/statusweb"
@@ -27,3 +28,8 @@ func (p *Process) addStatusView(r chi.Router) error {
 	r.Handle("/status/*", h)
 	return nil
 }
+
+// Registry is the process's metrics registry: every family its
+// components registered, whether or not it has a sample yet (the
+// monitoring tests check the dashboard and alert rules against it).
+func (p *Process) Registry() *prometheus.Registry { return p.reg }

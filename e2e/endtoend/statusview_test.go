@@ -1,4 +1,4 @@
-package main
+package endtoend
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
+	"github.com/ephemera-ci/ephemera/internal/demo"
 	"github.com/ephemera-ci/ephemera/internal/tooltest"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
 )
@@ -62,12 +64,13 @@ func TestStatusViewInABrowserDuringARunOnLXD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a browser and LXD")
 	}
-	requireStandinImage(t)
+	e2etest.RequireStandinImage(t)
+	e2etest.TakeTurn(t)
 	ctx := browser(t)
-	prefix := "w" + randomHex(2)
-	sys, err := startDemoSystem(t.Context(), demoSpec{
+	prefix := "w" + demo.RandomHex(2)
+	sys, err := demo.Start(t.Context(), demo.Spec{
 		// max 1: the second and third jobs wait for the first one's slot.
-		Pools: []string{prefix + "-a"}, MinIdle: 0, Max: 1, Image: standinImage,
+		Pools: []string{prefix + "-a"}, MinIdle: 0, Max: 1, Image: e2etest.StandinImage,
 		Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	})
@@ -75,7 +78,7 @@ func TestStatusViewInABrowserDuringARunOnLXD(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sys.Close()
-	url := "http://" + sys.proc.addrs["metrics"] + "/"
+	url := sys.StatusURL()
 	t.Logf("status view at %s", url)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
@@ -89,19 +92,19 @@ func TestStatusViewInABrowserDuringARunOnLXD(t *testing.T) {
 		return n
 	}
 	waitfor.True(t, 10*time.Second, "the page's first state from the event stream", func() bool { return updates() > 0 })
-	marker := "marker-" + randomHex(4)
+	marker := "marker-" + demo.RandomHex(4)
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.ephemeraMarker = "`+marker+`"`)); err != nil {
 		t.Fatal(err)
 	}
 
 	// The run: three jobs through the real webhook, scaler, LXD and policy.
 	var wg sync.WaitGroup
-	var res demoResult
+	var res demo.Result
 	var runErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res, runErr = runDemo(t.Context(), sys, demoPlan{Jobs: 3, Rate: 3, Duration: 2 * time.Second, Timeout: 4 * time.Minute}, 200*time.Millisecond, func(demoSnapshot) {})
+		res, runErr = sys.Run(t.Context(), demo.Plan{Jobs: 3, Rate: 3, Duration: 2 * time.Second, Timeout: 4 * time.Minute}, 200*time.Millisecond, func(demo.Snapshot) {})
 	}()
 
 	// What the page showed, as the run goes.
@@ -143,7 +146,11 @@ func TestStatusViewInABrowserDuringARunOnLXD(t *testing.T) {
 	}
 	dir := t.TempDir()
 	if os.Getenv("EPHEMERA_UPDATE_SCREENSHOT") == "1" {
-		dir = filepath.Join("..", "..", "docs")
+		root, err := e2etest.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, "docs")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "status-view.png"), shot, 0o644); err != nil {
 		t.Fatal(err)
