@@ -13,6 +13,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/serve"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
 
@@ -39,13 +40,15 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case c.NATS.URL != "":
 		url = c.NATS.URL
 	case c.NATS.Listen != "":
-		url = "nats://" + c.NATS.Listen
+		url = embeddedURL(c.NATS)
 	default:
 		return cli.Usagef("config: nats.url or nats.listen is needed to reach the running ephemera (or pass --nats)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Config{URL: url, CredsFile: c.NATS.CredsFile, Name: "ephemera-status", Log: zerolog.Nop()})
+	bc := serve.BusConfig(c)
+	bc.URL, bc.Name, bc.Log = url, "ephemera-status", zerolog.Nop()
+	b, err := bus.Open(ctx, bc)
 	if err != nil {
 		return fmt.Errorf("reach NATS at %s: %w", url, err)
 	}

@@ -28,11 +28,17 @@ const StreamMaxAge = 7 * 24 * time.Hour
 type Config struct {
 	// URL of an external NATS (comma-separated servers). Empty: embed a
 	// server with JetStream in StoreDir.
-	URL       string
-	CredsFile string // optional, with URL
+	URL string
+	// Auth: the credentials the connection presents and, embedded, the
+	// ones the server requires from every client. Optional on loopback.
+	Auth Auth
+	// TLS of the connection to URL, or of the embedded server's listener.
+	TLS TLS
 
 	StoreDir string // required when embedded
-	Listen   string // embedded: expose on host:port; empty: in-process only
+	// Listen, embedded: expose the server on host:port; empty: in-process
+	// only. Beyond loopback (an empty host included) it needs TLS and Auth.
+	Listen string
 
 	// DuplicateWindow of the job stream. Default 1h.
 	DuplicateWindow time.Duration
@@ -94,9 +100,13 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		b.embedded = s
 		opts = append(opts, nats.InProcessServer(s))
-	} else if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
+	sec, err := cfg.clientOptions(url != "")
+	if err != nil {
+		b.shutdownServer()
+		return nil, err
+	}
+	opts = append(opts, sec...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		b.shutdownServer()
@@ -139,6 +149,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		if host == "" {
 			opts.Host = "0.0.0.0"
 		}
+	}
+	if err := secureServer(opts, cfg); err != nil {
+		return nil, err
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -71,8 +71,24 @@ type NATS struct {
 	// URL of an external NATS cluster (comma-separated servers). Empty:
 	// `ephemera serve` embeds a server. Required for single components.
 	URL string `yaml:"url"`
-	// CredsFile is a NATS credentials file for the external cluster.
+	// CredsFile is a NATS credentials file (JWT and nkey) for the external
+	// cluster. Client authentication is one of creds_file, user with
+	// password_file, or nkey_seed_file.
 	CredsFile string `yaml:"creds_file"`
+	// User and PasswordFile: a user name and the file holding its
+	// password (EPHEMERA_NATS_PASSWORD overrides the file). Presented to
+	// nats.url; required from every client by the embedded server.
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	// NkeySeedFile holds a user nkey seed ("SU…"; EPHEMERA_NATS_NKEY_SEED
+	// overrides it): the connection signs the server's nonce with it, and
+	// the embedded server accepts its public key.
+	NkeySeedFile string `yaml:"nkey_seed_file"`
+	// TLS: to nats.url, verify the server against ca_file (else the system
+	// roots) and present cert_file/key_file when set; on the embedded
+	// server's listener, serve cert_file/key_file and, with ca_file,
+	// require client certificates signed by it.
+	TLS NATSTLS `yaml:"tls"`
 	// StoreDir is where the embedded server keeps JetStream's files.
 	// Default /var/lib/ephemera/nats.
 	StoreDir string `yaml:"store_dir"`
@@ -82,6 +98,13 @@ type NATS struct {
 	DuplicateWindow Duration `yaml:"duplicate_window"`
 	// Replicas of the stream and KV buckets: 1, or 3 on a cluster. Default 1.
 	Replicas int `yaml:"replicas"`
+}
+
+// NATSTLS names the PEM files of NATS's TLS.
+type NATSTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // GitHub configures the GitHub API client and where runners register.
@@ -155,6 +178,8 @@ type Secrets struct {
 	GitHubPrivateKey Secret
 	GitHubToken      Secret
 	StatusToken      Secret
+	NATSPassword     Secret
+	NATSNkeySeed     Secret
 }
 
 // Environment variables that override the *_file keys.
@@ -164,6 +189,8 @@ const (
 	EnvGitHubPrivateKey = "EPHEMERA_GITHUB_PRIVATE_KEY"
 	EnvGitHubToken      = "EPHEMERA_GITHUB_TOKEN"
 	EnvStatusToken      = "EPHEMERA_STATUS_TOKEN"
+	EnvNATSPassword     = "EPHEMERA_NATS_PASSWORD"
+	EnvNATSNkeySeed     = "EPHEMERA_NATS_NKEY_SEED"
 )
 
 // Instance types a pool may use.

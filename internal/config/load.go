@@ -87,7 +87,7 @@ func (c *Config) loadSecrets(role Role) error {
 			return err
 		}
 	}
-	return nil
+	return c.loadNATSSecrets()
 }
 
 // loadWebhookSecrets reads every accepted webhook secret: the environment

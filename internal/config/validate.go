@@ -95,7 +95,7 @@ func (c *Config) validateNATS(role Role) error {
 	if n.DuplicateWindow <= 0 {
 		return keyErr("nats.duplicate_window", "must be greater than zero")
 	}
-	return nil
+	return c.validateNATSSecurity(role)
 }
 
 func (c *Config) validateGitHub(role Role) error {

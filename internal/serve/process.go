@@ -53,16 +53,10 @@ type Process struct {
 func Build(ctx context.Context, cfg *config.Config, role config.Role, log zerolog.Logger) (_ *Process, err error) {
 	p := &Process{cfg: cfg, role: role, log: log, reg: prometheus.NewRegistry()}
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p.bus, err = bus.Open(ctx, bus.Config{
-		URL:             cfg.NATS.URL,
-		CredsFile:       cfg.NATS.CredsFile,
-		StoreDir:        cfg.NATS.StoreDir,
-		Listen:          cfg.NATS.Listen,
-		DuplicateWindow: cfg.NATS.DuplicateWindow.D(),
-		Replicas:        cfg.NATS.Replicas,
-		Name:            "ephemera-" + string(role),
-		Log:             p.logFor("bus"),
-	})
+	bc := BusConfig(cfg)
+	bc.Name = "ephemera-" + string(role)
+	bc.Log = p.logFor("bus")
+	p.bus, err = bus.Open(ctx, bc)
 	if err != nil {
 		return nil, err
 	}
