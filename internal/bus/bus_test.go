@@ -109,12 +109,16 @@ func TestKeyValueUsesTheBusReplicas(t *testing.T) {
 	}
 }
 
+// TestThreeNodeClusterKeepsTheStreamThroughANodeRestart runs the cluster
+// of deploy/nats/node.conf: TLS and passwords for clients and routes.
 func TestThreeNodeClusterKeepsTheStreamThroughANodeRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a three-node nats-server cluster")
 	}
-	c := bustest.StartCluster(t, 3)
-	b, err := bus.Open(t.Context(), bus.Config{URL: c.URL(), Replicas: 3, Log: zerolog.Nop()})
+	c := bustest.StartSecureCluster(t, 3)
+	cfg := c.BusConfig()
+	cfg.Replicas = 3
+	b, err := bus.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

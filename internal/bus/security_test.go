@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -202,4 +204,77 @@ func TestACredsFileNeedsAnExternalServer(t *testing.T) {
 	if !errors.Is(err, bus.ErrCredsFileEmbedded) {
 		t.Errorf("err = %v, want %v", err, bus.ErrCredsFileEmbedded)
 	}
+}
+
+// TestTheClusterTemplateRefusesAnonymousClientsAndRoutes runs
+// deploy/nats/node.conf's cluster and knocks on it without credentials:
+// as a client, and as a route holding a certificate of the cluster's CA
+// but not the route password.
+func TestTheClusterTemplateRefusesAnonymousClientsAndRoutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a three-node nats-server cluster")
+	}
+	c := bustest.StartSecureCluster(t, 3)
+	tlsOpts := []nats.Option{nats.RootCAs(c.PKI.CAFile), nats.ClientCert(c.PKI.ClientCert, c.PKI.ClientKey)}
+	if nc, err := dial(c.NodeURL(0), tlsOpts...); !errors.Is(err, nats.ErrAuthorization) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Errorf("an anonymous client: err = %v, want %v", err, nats.ErrAuthorization)
+	}
+	if nc, err := dial(c.NodeURL(0), nats.RootCAs(c.PKI.CAFile), nats.UserInfo(c.User, c.Password)); err == nil {
+		nc.Close()
+		t.Error("a client without a client certificate connected")
+	}
+	nc, err := dial(c.NodeURL(0), append(tlsOpts, nats.UserInfo(c.User, c.Password))...)
+	if err != nil {
+		t.Fatalf("a client with its certificate and password: %v", err)
+	}
+	nc.Close()
+
+	answer := routeConnect(t, c.PKI, c.ClusterPorts[0], "")
+	if !strings.HasPrefix(answer, "-ERR 'Authorization Violation'") {
+		t.Errorf("a route without the password was answered %q, want an authorization violation", answer)
+	}
+	answer = routeConnect(t, c.PKI, c.ClusterPorts[0], `"user":"route","pass":"guess",`)
+	if !strings.HasPrefix(answer, "-ERR 'Authorization Violation'") {
+		t.Errorf("a route with a wrong password was answered %q, want an authorization violation", answer)
+	}
+}
+
+// routeConnect dials a route listener with TLS and a CA-signed
+// certificate, reads its INFO, sends a route CONNECT (with creds, a JSON fragment) and a
+// PING, and returns the first line of the answer.
+func routeConnect(t *testing.T, pki *bustest.PKI, port int, creds string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	ca, err := os.ReadFile(pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(pki.ClientCert, pki.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(conn, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil { // routes speak TLS first
+		t.Fatalf("TLS handshake with the route listener: %v", err)
+	}
+	r := bufio.NewReader(tc)
+	if info, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(info, "INFO ") {
+		t.Fatalf("route INFO = %q, %v", info, err)
+	}
+	fmt.Fprintf(tc, "CONNECT {%s\"verbose\":false,\"pedantic\":false,\"tls_required\":true,\"name\":\"rogue\",\"cluster\":\"ephemera\"}\r\nPING\r\n", creds)
+	line, err := r.ReadString('\n')
+	if err != nil && line == "" {
+		return "closed: " + err.Error()
+	}
+	return line
 }

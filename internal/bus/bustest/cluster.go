@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
 )
 
 var (
@@ -49,56 +52,119 @@ type Cluster struct {
 	bin   string
 	dir   string
 	ports []int // client ports
-	procs []*exec.Cmd
-	mu    sync.Mutex
+	// ClusterPorts are the nodes' route listeners.
+	ClusterPorts []int
+	procs        []*exec.Cmd
+	mu           sync.Mutex
+
+	// Set by StartSecureCluster: the CA, the client user and its password,
+	// and the route user's password.
+	PKI           *PKI
+	User          string
+	Password      string
+	RoutePassword string
 }
 
-// StartCluster starts an n-node cluster and stops it at cleanup.
+// StartCluster starts an n-node cluster, open and in the clear, and stops
+// it at cleanup.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, bin: NATSServerBinary(t), dir: t.TempDir(), procs: make([]*exec.Cmd, n)}
+	c := newCluster(t, n)
 	routes := make([]string, n)
-	clusterPorts := make([]int, n)
 	for i := range n {
-		c.ports = append(c.ports, freePort(t))
-		clusterPorts[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", c.ClusterPorts[i])
 	}
 	for i := range n {
 		conf := fmt.Sprintf(`server_name: n%d
 listen: 127.0.0.1:%d
 jetstream { store_dir: %q }
 cluster { name: ephemera-test, listen: 127.0.0.1:%d, routes: [%s] }
-`, i, c.ports[i], filepath.Join(c.dir, fmt.Sprint(i)), clusterPorts[i], strings.Join(routes, ", "))
-		if err := os.WriteFile(c.confPath(i), []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
+`, i, c.ports[i], filepath.Join(c.dir, fmt.Sprint(i)), c.ClusterPorts[i], strings.Join(routes, ", "))
+		c.writeConf(i, "node.conf", conf)
 	}
-	for i := range n {
+	c.start()
+	return c
+}
+
+func newCluster(t testing.TB, n int) *Cluster {
+	c := &Cluster{t: t, bin: NATSServerBinary(t), dir: t.TempDir(), procs: make([]*exec.Cmd, n)}
+	for range n {
+		c.ports = append(c.ports, freePort(t))
+		c.ClusterPorts = append(c.ClusterPorts, freePort(t))
+	}
+	return c
+}
+
+func (c *Cluster) start() {
+	c.t.Helper()
+	for i := range c.procs {
 		c.Start(i)
 	}
-	t.Cleanup(func() {
-		for i := range n {
+	c.t.Cleanup(func() {
+		for i := range c.procs {
 			c.Stop(i)
 		}
 	})
 	c.WaitForJetStream()
-	return c
 }
 
-func (c *Cluster) confPath(i int) string { return filepath.Join(c.dir, fmt.Sprintf("n%d.conf", i)) }
+func (c *Cluster) writeConf(i int, name, conf string) {
+	c.t.Helper()
+	if err := os.MkdirAll(filepath.Dir(c.confPath(i)), 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(c.confPath(i)), name), []byte(conf), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) confPath(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("n%d", i), "node.conf")
+}
+
+func (c *Cluster) scheme() string {
+	if c.PKI != nil {
+		return "tls"
+	}
+	return "nats"
+}
 
 // URL is a client URL listing every node.
 func (c *Cluster) URL() string {
 	urls := make([]string, len(c.ports))
-	for i, p := range c.ports {
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
+	for i := range c.ports {
+		urls[i] = c.NodeURL(i)
 	}
 	return strings.Join(urls, ",")
 }
 
 // NodeURL is node i's client URL.
-func (c *Cluster) NodeURL(i int) string { return fmt.Sprintf("nats://127.0.0.1:%d", c.ports[i]) }
+func (c *Cluster) NodeURL(i int) string {
+	return fmt.Sprintf("%s://127.0.0.1:%d", c.scheme(), c.ports[i])
+}
+
+// BusConfig is how ephemera reaches the cluster: its URL and, for a
+// secure cluster, the client TLS and credentials.
+func (c *Cluster) BusConfig() bus.Config {
+	cfg := bus.Config{URL: c.URL(), Log: zerolog.Nop()}
+	if c.PKI != nil {
+		cfg.TLS = c.PKI.ClientTLS()
+		cfg.Auth = bus.Auth{User: c.User, Password: c.Password}
+	}
+	return cfg
+}
+
+// ConnectOptions are nats.go's options for BusConfig's TLS and credentials.
+func (c *Cluster) ConnectOptions() []nats.Option {
+	if c.PKI == nil {
+		return nil
+	}
+	return []nats.Option{
+		nats.RootCAs(c.PKI.CAFile),
+		nats.ClientCert(c.PKI.ClientCert, c.PKI.ClientKey),
+		nats.UserInfo(c.User, c.Password),
+	}
+}
 
 // Start starts node i (again).
 func (c *Cluster) Start(i int) {
@@ -159,7 +225,7 @@ func (c *Cluster) Restart(i int) {
 // WaitForJetStream waits until the cluster has a JetStream meta leader.
 func (c *Cluster) WaitForJetStream() {
 	c.t.Helper()
-	nc, err := nats.Connect(c.URL())
+	nc, err := nats.Connect(c.URL(), c.ConnectOptions()...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
