@@ -1,6 +1,11 @@
 // Package bus connects ephemera to NATS: an external cluster, or a
 // nats-server embedded in the process with JetStream on disk. It creates
 // the job stream and key-value buckets idempotently and reports readiness.
+//
+// Connections present [Auth] and speak [TLS] toward an external server; an
+// embedded server requires the same Auth from every client and serves TLS
+// on its listener, and it refuses to listen beyond loopback without both
+// ([ErrExposedWithoutTLSAndAuth]).
 package bus
 
 import (

@@ -1,5 +1,8 @@
 // Package bustest runs real NATS servers for tests: an embedded
-// nats-server with JetStream on a random port and a temporary store.
+// nats-server with JetStream on a random port and a temporary store, and
+// three-node clusters of nats-server processes — open, or secured as
+// deploy/nats/node.conf is (TLS from a throw-away CA, passwords for
+// clients and routes).
 package bustest
 
 import (
