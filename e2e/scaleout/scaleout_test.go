@@ -163,7 +163,8 @@ func appKey(t *testing.T) string {
 }
 
 // TestScaleOutOnLXD runs ephemera as separate processes against a
-// three-node NATS cluster (JetStream replicas 3) — two webhook receivers
+// three-node NATS cluster (JetStream replicas 3; deploy/nats/node.conf's
+// TLS with client certificates and passwords) — two webhook receivers
 // behind a load balancer, three scalers, two policy services — on the real
 // LXD, while the GitHub stand-in sends 120 jobs into two pools of max 15,
 // with duplicate and out-of-order deliveries. Meanwhile one scaler is
@@ -176,7 +177,9 @@ func TestScaleOutOnLXD(t *testing.T) {
 	}
 	e2etest.RequireStandinImage(t)
 	e2etest.TakeTurn(t)
-	cluster := bustest.StartCluster(t, 3)
+	// The cluster of deploy/nats/node.conf: TLS from a CA made here,
+	// client certificates and passwords; every process connects with them.
+	cluster := bustest.StartSecureCluster(t, 3)
 
 	fake, err := githubfake.Start()
 	if err != nil {
@@ -217,6 +220,10 @@ func TestScaleOutOnLXD(t *testing.T) {
 	observer := lxdtest.New(t, lxdprov.Config{Project: "default", Pools: pools, PolicyURL: "http://" + runnerAddr, PreJobHook: policy.HookScript, Log: zerolog.Nop()})
 
 	dir := t.TempDir()
+	natsPassword := filepath.Join(dir, "nats-password")
+	if err := os.WriteFile(natsPassword, []byte(cluster.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	secret := demo.RandomHex(16)
 	env := []string{
 		"EPHEMERA_WEBHOOK_SECRET=" + secret,
@@ -226,7 +233,8 @@ func TestScaleOutOnLXD(t *testing.T) {
 	writeCfg := func(name, webhook, policyListen, metrics string, minIdle int, idleGrace string) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "webhook: { listen: %q }\npolicy: { listen: %q, url: %q }\nmetrics: { listen: %q }\n", webhook, policyListen, "http://"+runnerAddr, metrics)
-		fmt.Fprintf(&b, "nats: { url: %q, replicas: 3 }\n", cluster.URL())
+		fmt.Fprintf(&b, "nats: { url: %q, replicas: 3, user: %s, password_file: %q, tls: { ca_file: %q, cert_file: %q, key_file: %q } }\n",
+			cluster.URL(), cluster.User, natsPassword, cluster.PKI.CAFile, cluster.PKI.ClientCert, cluster.PKI.ClientKey)
 		fmt.Fprintf(&b, "github: { api_url: %q, app_id: 1, installation_id: 1, org: acme }\n", fake.URL)
 		fmt.Fprintf(&b, "reconcile: { interval: 1s, bootstrap_timeout: 90s, idle_grace: %s, provision_timeout: 30s }\npools:\n", idleGrace)
 		for _, p := range pools {
@@ -393,7 +401,9 @@ func TestScaleOutOnLXD(t *testing.T) {
 			t.Logf("pool %s: at most %d instances at once (max %d)", p.Name, n, p.Max)
 		}
 	}
-	b, err := bus.Open(t.Context(), bus.Config{URL: cluster.URL(), Log: zerolog.Nop()})
+	bc := cluster.BusConfig()
+	bc.Replicas = 3
+	b, err := bus.Open(t.Context(), bc)
 	if err != nil {
 		t.Fatal(err)
 	}
