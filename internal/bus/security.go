@@ -125,19 +125,12 @@ func secureServer(opts *server.Options, cfg Config) error {
 	if opts.DontListen {
 		return nil
 	}
-	if BeyondLoopback(opts.Host) && (opts.TLSConfig == nil || a.IsZero()) {
+	// Only a loopback address or localhost keeps other machines out; an
+	// unspecified address (every one) or another host name does not.
+	ip := net.ParseIP(opts.Host)
+	loopback := opts.Host == "localhost" || ip != nil && ip.IsLoopback()
+	if !loopback && (opts.TLSConfig == nil || a.IsZero()) {
 		return fmt.Errorf("%w (listen %s)", ErrExposedWithoutTLSAndAuth, cfg.Listen)
 	}
 	return nil
-}
-
-// BeyondLoopback reports whether a listener on host is reachable from
-// other machines: an empty or unspecified host (every address), an
-// address that is not a loopback one, or any host name but localhost.
-func BeyondLoopback(host string) bool {
-	if host == "localhost" {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
 }
