@@ -98,8 +98,8 @@ func (s *Scaler) lead(ctx context.Context) error {
 		case <-t.C:
 		}
 		held := l.held.Load()
-		if held && (!was || time.Since(last) >= s.cfg.Interval) {
-			last = time.Now()
+		if held && (!was || s.now().Sub(last) >= s.cfg.Interval) {
+			last = s.now()
 			s.reconcile(ctx)
 		}
 		was = held

@@ -14,13 +14,14 @@ type tokenBucket struct {
 	burst  float64
 	tokens float64
 	last   time.Time
+	now    func() time.Time
 }
 
-func newTokenBucket(rate float64, burst int) *tokenBucket {
+func newTokenBucket(rate float64, burst int, now func() time.Time) *tokenBucket {
 	if rate < 0 {
 		return nil
 	}
-	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
+	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now(), now: now}
 }
 
 // wait takes one token, waiting for it until ctx ends.
@@ -29,7 +30,7 @@ func (b *tokenBucket) wait(ctx context.Context) error {
 		return nil
 	}
 	b.mu.Lock()
-	now := time.Now()
+	now := b.now()
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	b.last = now
 	b.tokens-- // reserve; a negative balance is the queue

@@ -74,7 +74,10 @@ type Config struct {
 
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer // nil: a private registry
-	Now        func() time.Time      // default time.Now
+	// Now is the clock every decision reads (deadlines, idle and
+	// bootstrap times, the leader's interval). Default time.Now; tests
+	// set it to move time without waiting.
+	Now func() time.Time
 }
 
 // Scaler consumes queued jobs and keeps every pool's runners within its
@@ -85,9 +88,13 @@ type Scaler struct {
 	log   zerolog.Logger
 	m     *metrics
 	kv    *stores
-	cons  jetstream.Consumer
-	jit   *tokenBucket
-	slots *slotView
+	// claims and runners own the job claims and runner records: every
+	// change of state goes through them.
+	claims  claimStore
+	runners runnerStore
+	cons    jetstream.Consumer
+	jit     *tokenBucket
+	slots   *slotView
 
 	sweepReq chan string // pools to sweep soon
 }
@@ -153,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 		cfg:      cfg,
 		pools:    map[string]config.Pool{},
 		log:      cfg.Log.With().Str(logkey.Component, "scaler").Str(logkey.Replica, cfg.ReplicaID).Logger(),
-		jit:      newTokenBucket(cfg.JITPerSecond, cfg.JITBurst),
+		jit:      newTokenBucket(cfg.JITPerSecond, cfg.JITBurst, cfg.Now),
 		slots:    newSlotView(),
 		sweepReq: make(chan string, 16),
 	}
@@ -170,6 +177,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.Replicas, s.leaseTTL()); err != nil {
 		return nil, err
 	}
+	s.claims, s.runners = claimStore{s.kv.jobs}, runnerStore{s.kv.runners}
 	if s.cons, err = ensureConsumer(ctx, cfg.JetStream, cfg); err != nil {
 		return nil, err
 	}

@@ -152,5 +152,5 @@ func (s *Scaler) releaseGoneSlot(ctx context.Context, key string, sl entry[strin
 	if err != nil {
 		return false, fmt.Errorf("release slot %s: %w", key, err)
 	}
-	return true, deleteRev(ctx, s.kv.runners, sl.Val, 0)
+	return true, s.runners.forget(ctx, sl.Val)
 }

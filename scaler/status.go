@@ -42,9 +42,8 @@ type poolCounts struct {
 	At           time.Time `json:"at"`
 }
 
-func (s *Scaler) writeStatus(ctx context.Context, p config.Pool, idle, busy, provisioning, finishing int) {
-	v := encode(poolCounts{Idle: idle, Busy: busy, Provisioning: provisioning, Finishing: finishing, At: s.now().UTC()})
-	if _, err := s.kv.meta.Put(ctx, statusKeyPrefix+p.Name, v); err != nil {
+func (s *Scaler) writeStatus(ctx context.Context, pool string, c poolCounts) {
+	if _, err := s.kv.meta.Put(ctx, statusKeyPrefix+pool, encode(c)); err != nil {
 		s.log.Warn().Err(err).Msg("store pool status")
 	}
 }

@@ -12,7 +12,8 @@ import (
 // provisioner. The reconciler notices that every interval; a replica that
 // finds a pool full asks for a sweep sooner (at most once per
 // CapacityRetry per pool), so that at capacity jobs do not wait a whole
-// reconcile interval for slots that are free already.
+// reconcile interval for slots that are free already. A sweep is the
+// reconciler's slot release alone: the same planSlots, the same apply.
 
 // sweepSoon asks the sweeper to look at pool; it never blocks.
 func (s *Scaler) sweepSoon(pool config.Pool) {
@@ -30,10 +31,10 @@ func (s *Scaler) sweeper(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case name := <-s.sweepReq:
-			if time.Since(last[name]) < s.cfg.CapacityRetry {
+			if s.now().Sub(last[name]) < s.cfg.CapacityRetry {
 				continue
 			}
-			last[name] = time.Now()
+			last[name] = s.now()
 			if err := s.sweep(ctx, name); err != nil && ctx.Err() == nil {
 				s.log.Warn().Err(err).Str(logkey.Pool, name).Msg("sweep slots")
 			}
@@ -45,7 +46,7 @@ func (s *Scaler) sweeper(ctx context.Context) error {
 func (s *Scaler) sweep(ctx context.Context, pool string) error {
 	// Records and slots are read before the instances: a runner recorded
 	// as started then and missing from the list after is really gone.
-	recs, err := loadAll[runnerRec](ctx, s.kv.runners)
+	recs, err := s.runners.all(ctx)
 	if err != nil {
 		return err
 	}
@@ -53,47 +54,15 @@ func (s *Scaler) sweep(ctx context.Context, pool string) error {
 	if err != nil {
 		return err
 	}
-	insts, err := s.cfg.Provisioner.List(ctx)
+	list, err := s.cfg.Provisioner.List(ctx)
 	if err != nil {
 		return err
 	}
-	present := map[string]bool{}
-	for _, in := range insts {
-		present[in.Name] = true
+	insts := make(map[string]Instance, len(list))
+	for _, in := range list {
+		insts[in.Name] = in
 	}
-	for key, sl := range slots {
-		if p, _, ok := parseSlotKey(key); !ok || p != pool {
-			continue
-		}
-		if s.slotGone(sl, recs, present) {
-			released, err := s.releaseGoneSlot(ctx, key, sl)
-			if err != nil {
-				return err
-			}
-			if released {
-				s.m.reconcile.WithLabelValues(pool, "release_slot").Inc()
-			}
-		}
-	}
+	w := &world{recs: recs, slots: slots, insts: insts}
+	s.apply(ctx, w, s.planner().planSlots(pool, slots, recs, insts))
 	return nil
-}
-
-// slotGone reports whether slot's runner has no instance and none is
-// being created: the slot may be released.
-func (s *Scaler) slotGone(sl entry[string], recs map[string]entry[runnerRec], present map[string]bool) bool {
-	if present[sl.Val] {
-		return false
-	}
-	now := s.now()
-	rec, ok := recs[sl.Val]
-	switch {
-	case !ok:
-		// Between taking the slot and recording the runner, or a claimant
-		// that died there: wait out a provisioning's length.
-		return now.Sub(sl.Created) > s.cfg.ProvisionTimeout+takeoverGrace
-	case rec.Val.State == runnerProvisioning:
-		return now.After(rec.Val.Deadline.Add(takeoverGrace))
-	default:
-		return true
-	}
 }

@@ -1,0 +1,412 @@
+package scaler
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/ephemera-ci/ephemera/internal/config"
+)
+
+// Reconciling is split in two: plan reads one snapshot of the world and
+// decides, as a pure function of it and the clock, what to do; apply (in
+// reconcile.go) does it. Every decision is in this file, and
+// plan_test.go covers each case without NATS, GitHub or LXD.
+
+// world is one reconcile's reading of the truth, read in this order: KV,
+// then GitHub, then the instances. Whatever KV said was running and is
+// missing from the lists after is really gone; a registration GitHub
+// listed whose instance is missing from the later instance list is
+// either being provisioned (its record says so) or orphaned.
+type world struct {
+	recs   map[string]entry[runnerRec]
+	slots  map[string]entry[string]
+	claims map[string]entry[claimRec]
+	insts  map[string]Instance
+	gh     map[string]GitHubRunner
+	ghOK   bool // gh was read: GitHub-side decisions may be taken
+	// listedAt is when the instance list was asked for.
+	listedAt time.Time
+}
+
+// slotOf maps each runner name to the slot key that holds it.
+func (w *world) slotOf() map[string]string {
+	m := make(map[string]string, len(w.slots))
+	for k, sl := range w.slots {
+		m[sl.Val] = k
+	}
+	return m
+}
+
+// actionKind names what an action does; the reconcile actions counted in
+// ephemera_reconcile_actions_total carry the same names.
+type actionKind string
+
+const (
+	// actAdopt records an instance KV does not know and gives it a slot.
+	actAdopt actionKind = "adopt"
+	// actDelete removes the registration (GitHubID, when not 0), then
+	// the instance, its slot and its record. Reason says why; Count the
+	// counter it is counted under.
+	actDelete actionKind = "delete"
+	// actMarkBusy, actMarkIdle and actMarkDone move a runner's record.
+	actMarkBusy actionKind = "mark_busy"
+	actMarkIdle actionKind = "mark_idle"
+	actMarkDone actionKind = "mark_done"
+	// actRemoveOrphan removes a registration that has no instance, unless
+	// its record says (when read again) that it is being provisioned.
+	actRemoveOrphan actionKind = "orphan_registration"
+	// actReleaseSlot frees a slot whose instance is gone, at SlotRev.
+	actReleaseSlot actionKind = "release_slot"
+	// actStatus sets the pool's gauges and status record.
+	actStatus actionKind = "status"
+	// actTrim removes Idle runners (longest idle first) until N are gone,
+	// GitHub first.
+	actTrim actionKind = "trim"
+	// actTopUp provisions N buffer runners, plus one for each runner
+	// that actTrim took out of the idle set.
+	actTopUp actionKind = "top_up"
+	// actClaimProvisioned marks a claim provisioned whose claimant
+	// created the runner and died before saying so.
+	actClaimProvisioned actionKind = "claim_provisioned"
+	// actCheckStuck reads a stuck job on GitHub and serves it again when
+	// it is still queued.
+	actCheckStuck actionKind = "check_stuck"
+)
+
+// action is one thing plan decided. Only the fields its kind uses are set.
+type action struct {
+	Kind     actionKind
+	Pool     string
+	Runner   string       // the runner (and instance) acted on
+	Rec      runnerRec    // its record (adopt: the one to create)
+	GitHubID int64        // the registration to remove; 0: none
+	At       time.Time    // mark_idle: idle since; mark_busy, mark_done: now
+	Slot     string       // release_slot
+	SlotRev  uint64       // release_slot: the revision the slot was seen at
+	Counts   poolCounts   // status
+	Idle     []idleRunner // trim: candidates, longest idle first
+	N        int          // trim: how many to remove; top_up: how many to add
+	Claim    entry[claimRec]
+	Count    string // delete: the counter (delete_finished, bootstrap_timeout)
+	Reason   string // delete: why, for the log
+}
+
+// idleRunner is an idle runner, a candidate for trimming.
+type idleRunner struct {
+	Rec   runnerRec
+	GHID  int64
+	Since time.Time
+}
+
+// maxJobChecks bounds GitHub job-status reads per reconcile.
+const maxJobChecks = 20
+
+// planner decides; it holds the configuration and the time of the pass.
+type planner struct {
+	pools            []config.Pool
+	bootstrapTimeout time.Duration
+	idleGrace        time.Duration
+	provisionTimeout time.Duration
+	interval         time.Duration
+	now              time.Time
+}
+
+func (s *Scaler) planner() planner {
+	return planner{
+		pools: s.cfg.Pools, bootstrapTimeout: s.cfg.BootstrapTimeout, idleGrace: s.cfg.IdleGrace,
+		provisionTimeout: s.cfg.ProvisionTimeout, interval: s.cfg.Interval, now: s.now(),
+	}
+}
+
+// plan decides one reconcile pass: per pool, in order, the census of its
+// instances (adopt, delete, mark), orphan registrations, slots to
+// release, the status, and — when GitHub was read — trim and top-up;
+// then the stuck jobs.
+func (p planner) plan(w *world) []action {
+	var out []action
+	for _, pool := range p.pools {
+		out = append(out, p.planPool(pool, w)...)
+	}
+	if w.ghOK {
+		out = append(out, p.planStuck(w)...)
+	}
+	return out
+}
+
+// inProvisioning reports whether a runner's record says it is being
+// provisioned, within its deadline.
+func (p planner) inProvisioning(r runnerRec) bool {
+	return r.State == runnerProvisioning && p.now.Before(r.Deadline.Add(takeoverGrace))
+}
+
+func (p planner) planPool(pool config.Pool, w *world) []action {
+	now := p.now
+	var out []action
+	var idle []idleRunner
+	var busy, booting, bootingBuffer, finishing int
+	slotOf := w.slotOf()
+
+	for _, name := range sortedKeys(w.insts) {
+		in := w.insts[name]
+		if in.Pool != pool.Name {
+			continue
+		}
+		e, hasRec := w.recs[name]
+		rec := e.Val
+		if !hasRec {
+			rec = runnerRec{
+				Name: in.Name, Pool: pool.Name, JobID: in.JobID, State: runnerStarted,
+				CreatedAt: in.CreatedAt.UTC(), StartedAt: in.CreatedAt.UTC(), Deadline: in.CreatedAt.UTC(),
+				Slot: slotOf[in.Name],
+			}
+			out = append(out, action{Kind: actAdopt, Pool: pool.Name, Runner: name, Rec: rec})
+		}
+		if rec.Slot == "" {
+			rec.Slot = slotOf[name]
+		}
+		ghr, onGH := w.gh[name]
+		del := func(count, reason string, removeGH bool) {
+			a := action{Kind: actDelete, Pool: pool.Name, Runner: name, Rec: rec, Count: count, Reason: reason}
+			if removeGH {
+				a.GitHubID = ghr.ID
+			}
+			out = append(out, a)
+		}
+		switch {
+		case in.State == StateStopping:
+			finishing++ // LXD removes an ephemeral instance as it stops
+		case in.State != StateRunning && in.State != StateStarting:
+			if w.ghOK && onGH && ghr.Busy {
+				busy++
+				continue
+			}
+			del("delete_finished", "instance "+string(in.State), onGH && w.ghOK)
+		case !w.ghOK:
+			// Without GitHub's view, idle and booting cannot be told apart.
+			booting++
+		case onGH && ghr.Online && ghr.Busy:
+			busy++
+			if rec.State.rank() < runnerBusy.rank() {
+				out = append(out, action{Kind: actMarkBusy, Pool: pool.Name, Runner: name, At: now.UTC()})
+			}
+		case onGH && ghr.Online && rec.State != runnerDone:
+			since := rec.IdleSince
+			if since.IsZero() {
+				since = now.UTC()
+				out = append(out, action{Kind: actMarkIdle, Pool: pool.Name, Runner: name, At: since})
+			}
+			idle = append(idle, idleRunner{Rec: rec, GHID: ghr.ID, Since: since})
+		case rec.State == runnerDone || (!onGH && !rec.OnlineAt.IsZero()):
+			// Its job is over (or it left GitHub after being online): the
+			// instance powers off by itself. Delete it if it lingers.
+			finishing++
+			if rec.DoneAt.IsZero() {
+				out = append(out, action{Kind: actMarkDone, Pool: pool.Name, Runner: name, At: now.UTC()})
+				continue
+			}
+			if now.Sub(rec.DoneAt) > p.bootstrapTimeout {
+				del("delete_finished", "runner finished long ago but its instance still runs", onGH)
+			}
+		case now.Sub(in.CreatedAt) > p.bootstrapTimeout && (rec.State != runnerProvisioning || now.After(rec.Deadline.Add(takeoverGrace))):
+			del("bootstrap_timeout", "runner did not come online within bootstrap_timeout", onGH)
+		default:
+			booting++
+			if rec.JobID == 0 {
+				bootingBuffer++
+			} else if c, ok := w.claims[jobKey(rec.JobID)]; ok && !c.Val.waiting() {
+				bootingBuffer++ // its job went to another runner: this one will be idle
+			}
+		}
+	}
+
+	// Runners being provisioned, and registrations without an instance.
+	provisioning, provisioningBuffer := 0, 0
+	for name, e := range w.recs {
+		if e.Val.Pool != pool.Name || w.insts[name].Name != "" || !p.inProvisioning(e.Val) {
+			continue
+		}
+		provisioning++
+		if e.Val.JobID == 0 {
+			provisioningBuffer++
+		}
+	}
+	if w.ghOK {
+		for _, name := range sortedKeys(w.gh) {
+			ghr := w.gh[name]
+			if pn, ok := poolOfName(name, p.poolSet()); !ok || pn != pool.Name {
+				continue
+			}
+			if _, ok := w.insts[name]; ok || ghr.Busy {
+				continue
+			}
+			out = append(out, action{Kind: actRemoveOrphan, Pool: pool.Name, Runner: name, GitHubID: ghr.ID})
+		}
+	}
+
+	out = append(out, p.planSlots(pool.Name, w.slots, w.recs, w.insts)...)
+
+	counts := poolCounts{Idle: len(idle), Busy: busy, Provisioning: booting + provisioning, Finishing: finishing, At: now.UTC()}
+	out = append(out, action{Kind: actStatus, Pool: pool.Name, Counts: counts})
+	if !w.ghOK {
+		return out
+	}
+
+	// Trim: surplus idle runners past idle_grace, longest idle first.
+	slices.SortFunc(idle, func(a, b idleRunner) int {
+		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Rec.Name, b.Rec.Name))
+	})
+	var past []idleRunner
+	for _, ir := range idle {
+		if now.Sub(ir.Since) >= p.idleGrace {
+			past = append(past, ir)
+		}
+	}
+	if surplus := len(idle) - pool.MinIdle; surplus > 0 && len(past) > 0 {
+		out = append(out, action{Kind: actTrim, Pool: pool.Name, Idle: past, N: surplus})
+	}
+	// Top up the idle buffer, never past max (the slots see to that).
+	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: pool.MinIdle - len(idle) - bootingBuffer - provisioningBuffer})
+	return out
+}
+
+// orphanConfirmed reports whether a registration planned for removal as
+// an orphan still is one, given its record read again just before: a
+// provisioning that started after KV was read has its record now, and an
+// instance that came up after the list was taken has started since.
+func (p planner) orphanConfirmed(e entry[runnerRec], listedAt time.Time) bool {
+	switch {
+	case e.Found && p.inProvisioning(e.Val):
+		return false
+	case e.Found && e.Val.StartedAt.After(listedAt.Add(-time.Second)):
+		return false
+	}
+	return true
+}
+
+// planSlots releases the slots of pool whose instance is gone (present
+// lists the instances that exist).
+func (p planner) planSlots(pool string, slots map[string]entry[string], recs map[string]entry[runnerRec], present map[string]Instance) []action {
+	var out []action
+	for _, key := range sortedKeys(slots) {
+		sl := slots[key]
+		if pn, _, ok := parseSlotKey(key); !ok || pn != pool {
+			continue
+		}
+		if p.slotGone(sl, recs, present) {
+			out = append(out, action{Kind: actReleaseSlot, Pool: pool, Runner: sl.Val, Slot: key, SlotRev: sl.Rev})
+		}
+	}
+	return out
+}
+
+// slotGone reports whether slot's runner has no instance and none is
+// being created: the slot may be released.
+func (p planner) slotGone(sl entry[string], recs map[string]entry[runnerRec], present map[string]Instance) bool {
+	if _, ok := present[sl.Val]; ok {
+		return false
+	}
+	rec, ok := recs[sl.Val]
+	switch {
+	case !ok:
+		// Between taking the slot and recording the runner, or a claimant
+		// that died there: wait out a provisioning's length.
+		return p.now.Sub(sl.Created) > p.provisionTimeout+takeoverGrace
+	case rec.Val.State == runnerProvisioning:
+		return p.now.After(rec.Val.Deadline.Add(takeoverGrace))
+	default:
+		return true
+	}
+}
+
+// planStuck picks the jobs whose runner came and went while the job, as
+// far as ephemera knows, never started (at most maxJobChecks of them, to
+// be read on GitHub), and the claims whose claimant created the runner
+// and died before it said so.
+func (p planner) planStuck(w *world) []action {
+	var out []action
+	known := p.poolSet()
+	checks := 0
+	for _, key := range sortedKeys(w.claims) {
+		c := w.claims[key]
+		cl := c.Val
+		if _, ok := known[cl.Pool]; !ok || checks >= maxJobChecks || !cl.waiting() {
+			continue
+		}
+		switch cl.State {
+		case claimProvisioned:
+			if _, ok := w.insts[cl.Runner]; ok {
+				continue
+			}
+			if r, ok := w.recs[cl.Runner]; ok && r.Val.State == runnerProvisioning {
+				continue
+			}
+			if p.now.Sub(cl.ClaimedAt) < p.bootstrapTimeout {
+				continue // other jobs' runners may take it meanwhile
+			}
+		case claimClaimed:
+			if p.now.Before(cl.Deadline.Add(takeoverGrace + 2*p.interval)) {
+				continue
+			}
+			if _, ok := w.insts[cl.Runner]; ok {
+				out = append(out, action{Kind: actClaimProvisioned, Pool: cl.Pool, Runner: cl.Runner, Claim: c})
+				continue
+			}
+		default:
+			continue
+		}
+		checks++
+		a := action{Kind: actCheckStuck, Pool: cl.Pool, Runner: cl.Runner, Claim: c}
+		if old, ok := w.recs[cl.Runner]; ok {
+			a.Rec, a.GitHubID = old.Val, w.gh[cl.Runner].ID
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// stuckVerdict is what a stuck job's status on GitHub says to do.
+type stuckVerdict int
+
+const (
+	stuckLeave     stuckVerdict = iota // unknown status, or not readable: look again next pass
+	stuckStarted                       // a runner took it: mark the claim started
+	stuckCompleted                     // it is over (or gone): mark the claim completed
+	stuckServe                         // still queued: give it a new runner
+)
+
+// judgeStuck maps a stuck job's status on GitHub (status, or the error
+// reading it) to what to do.
+func judgeStuck(status string, err error) stuckVerdict {
+	switch {
+	case errors.Is(err, ErrJobNotFound):
+		return stuckCompleted
+	case err != nil:
+		return stuckLeave
+	case status == "in_progress":
+		return stuckStarted
+	case status == "completed":
+		return stuckCompleted
+	case status == "queued":
+		return stuckServe
+	}
+	return stuckLeave
+}
+
+func (p planner) poolSet() map[string]struct{} {
+	m := make(map[string]struct{}, len(p.pools))
+	for _, pl := range p.pools {
+		m[pl.Name] = struct{}{}
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

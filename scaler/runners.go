@@ -1,0 +1,155 @@
+package scaler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// runnerState is where a runner is in its life, as the scaler knows it.
+// States only move forward.
+type runnerState string
+
+const (
+	runnerProvisioning runnerState = "provisioning" // slot held, registering or creating
+	runnerStarted      runnerState = "started"      // instance running
+	runnerBusy         runnerState = "busy"         // GitHub said it took a job
+	runnerDone         runnerState = "done"         // its job completed; the instance is on its way out
+)
+
+func (s runnerState) rank() int {
+	switch s {
+	case runnerProvisioning:
+		return 0
+	case runnerStarted:
+		return 1
+	case runnerBusy:
+		return 2
+	case runnerDone:
+		return 3
+	}
+	return -1
+}
+
+// runnerRec is one runner's record in BucketRunners.
+type runnerRec struct {
+	Name           string      `json:"name"`
+	Pool           string      `json:"pool"`
+	JobID          int64       `json:"job_id,omitempty"` // the job it was created for
+	InstallationID int64       `json:"installation_id,omitempty"`
+	RunnerID       int64       `json:"runner_id,omitempty"` // GitHub's id
+	Owner          string      `json:"owner"`
+	State          runnerState `json:"state"`
+	Slot           string      `json:"slot"`
+	CreatedAt      time.Time   `json:"created_at"`
+	Deadline       time.Time   `json:"deadline"` // provisioning must end by then
+	StartedAt      time.Time   `json:"started_at,omitzero"`
+	OnlineAt       time.Time   `json:"online_at,omitzero"` // first seen online
+	IdleSince      time.Time   `json:"idle_since,omitzero"`
+	BusyJob        int64       `json:"busy_job,omitempty"`
+	DoneAt         time.Time   `json:"done_at,omitzero"`
+}
+
+// A runner's transitions. Each changes the record in place and reports
+// whether it did; one that does not apply (the record is past it
+// already) leaves the record as it is, so that replaying an event, or
+// two replicas applying the same one, changes nothing.
+
+// created records that the runner's instance exists (regID: GitHub's
+// id of its registration). A record the reconciler saw busy already,
+// with its id, is left alone.
+func (r *runnerRec) created(regID int64, now time.Time) bool {
+	if r.State.rank() >= runnerStarted.rank() && r.RunnerID != 0 {
+		return false
+	}
+	if r.State.rank() < runnerStarted.rank() {
+		r.State = runnerStarted
+	}
+	r.RunnerID, r.StartedAt = regID, now.UTC()
+	return true
+}
+
+// adoptStarted records that a runner whose provisioning was given up
+// (undone, or taken over) exists after all; regID 0 when unknown.
+func (r *runnerRec) adoptStarted(regID int64, now time.Time) bool {
+	if r.State.rank() >= runnerStarted.rank() {
+		return false
+	}
+	r.State, r.StartedAt = runnerStarted, now.UTC()
+	if regID != 0 {
+		r.RunnerID = regID
+	}
+	return true
+}
+
+// busy records that the runner took a job (job 0: seen busy on GitHub,
+// job unknown).
+func (r *runnerRec) busy(job int64, now time.Time) bool {
+	if r.State.rank() >= runnerBusy.rank() {
+		return false
+	}
+	r.State, r.BusyJob, r.IdleSince = runnerBusy, job, time.Time{}
+	if r.OnlineAt.IsZero() {
+		r.OnlineAt = now.UTC()
+	}
+	return true
+}
+
+// idle records when the runner was first seen online and not busy.
+func (r *runnerRec) idle(since time.Time) bool {
+	if !r.IdleSince.IsZero() || r.State.rank() >= runnerBusy.rank() {
+		return false
+	}
+	r.IdleSince = since.UTC()
+	if r.OnlineAt.IsZero() {
+		r.OnlineAt = r.IdleSince
+	}
+	return true
+}
+
+// done records that the runner's job completed, or that it left GitHub
+// after it was online: its instance is on its way out.
+func (r *runnerRec) done(now time.Time) bool {
+	if r.State == runnerDone {
+		return false
+	}
+	r.State, r.DoneAt, r.IdleSince = runnerDone, now.UTC(), time.Time{}
+	return true
+}
+
+// runnerStore owns BucketRunners: every runner record is written through
+// it, and every change of state through one of runnerRec's transitions.
+type runnerStore struct {
+	kv jetstream.KeyValue
+}
+
+func (s runnerStore) get(ctx context.Context, name string) (entry[runnerRec], error) {
+	return get[runnerRec](ctx, s.kv, name)
+}
+
+func (s runnerStore) all(ctx context.Context) (map[string]entry[runnerRec], error) {
+	return loadAll[runnerRec](ctx, s.kv)
+}
+
+// create records a new runner; it fails when the name is taken.
+func (s runnerStore) create(ctx context.Context, rec runnerRec) error {
+	if _, err := s.kv.Create(ctx, rec.Name, encode(rec)); err != nil {
+		return fmt.Errorf("record runner %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// apply runs one transition on the runner's record by compare-and-set
+// and reports whether it changed it. A runner without a record is left
+// without one.
+func (s runnerStore) apply(ctx context.Context, name string, t func(*runnerRec) bool) (bool, error) {
+	_, changed, err := update(ctx, s.kv, name, t)
+	return changed, err
+}
+
+// forget deletes the runner's record.
+func (s runnerStore) forget(ctx context.Context, name string) error {
+	return deleteRev(ctx, s.kv, name, 0)
+}
