@@ -1,0 +1,437 @@
+package scaler
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ephemera-ci/ephemera/internal/config"
+)
+
+// The reconciler's decisions, case by case: plan is a pure function of
+// one reading of the world and the clock. Each test runs in a synctest
+// bubble, so time.Now is the bubble's fixed clock and nothing here waits.
+
+var small = config.Pool{Name: "small", MinIdle: 1, Max: 4}
+
+func testPlanner(now time.Time) planner {
+	return planner{
+		pools: []config.Pool{small}, bootstrapTimeout: 10 * time.Minute, idleGrace: 2 * time.Minute,
+		provisionTimeout: 5 * time.Minute, interval: 30 * time.Second, now: now,
+	}
+}
+
+// worldOf builds a world; ghOK unless gh is nil.
+type worldOf struct {
+	recs   []runnerRec
+	slots  map[string]string // key → runner
+	claims []claimRec
+	insts  []Instance
+	gh     []GitHubRunner
+	noGH   bool
+}
+
+func (wo worldOf) build(now time.Time) *world {
+	w := &world{recs: map[string]entry[runnerRec]{}, slots: map[string]entry[string]{}, claims: map[string]entry[claimRec]{},
+		insts: map[string]Instance{}, gh: map[string]GitHubRunner{}, ghOK: !wo.noGH, listedAt: now}
+	for _, r := range wo.recs {
+		w.recs[r.Name] = entry[runnerRec]{Key: r.Name, Val: r, Rev: 1, Found: true}
+	}
+	for k, r := range wo.slots {
+		w.slots[k] = entry[string]{Key: k, Val: r, Rev: 7, Created: now.Add(-time.Minute), Found: true}
+	}
+	for _, c := range wo.claims {
+		w.claims[jobKey(c.JobID)] = entry[claimRec]{Key: jobKey(c.JobID), Val: c, Rev: 3, Found: true}
+	}
+	for _, in := range wo.insts {
+		w.insts[in.Name] = in
+	}
+	for _, g := range wo.gh {
+		w.gh[g.Name] = g
+	}
+	return w
+}
+
+func running(name string, created time.Time) Instance {
+	return Instance{Name: name, Pool: "small", State: StateRunning, CreatedAt: created}
+}
+
+func started(name string, now time.Time) runnerRec {
+	return runnerRec{Name: name, Pool: "small", State: runnerStarted, Slot: "small.0", CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-time.Minute)}
+}
+
+func status(now time.Time, idle, busy, prov, fin int) action {
+	return action{Kind: actStatus, Pool: "small", Counts: poolCounts{Idle: idle, Busy: busy, Provisioning: prov, Finishing: fin, At: now.UTC()}}
+}
+
+func topUp(n int) action { return action{Kind: actTopUp, Pool: "small", N: n} }
+
+var planOpts = cmp.Options{cmpopts.IgnoreUnexported(entry[claimRec]{}), cmpopts.EquateEmpty()}
+
+func TestPlanPerPool(t *testing.T) {
+	type tc struct {
+		name  string
+		world func(now time.Time) worldOf
+		want  func(now time.Time) []action
+	}
+	cases := []tc{
+		{
+			name:  "an empty pool is topped up to min_idle",
+			world: func(now time.Time) worldOf { return worldOf{} },
+			want:  func(now time.Time) []action { return []action{status(now, 0, 0, 0, 0), topUp(1)} },
+		},
+		{
+			name: "an instance KV does not know is adopted, keeps the slot that names it, and counts as booting",
+			world: func(now time.Time) worldOf {
+				return worldOf{insts: []Instance{running("eph-small-stray", now)}, slots: map[string]string{"small.2": "eph-small-stray"}}
+			},
+			want: func(now time.Time) []action {
+				rec := runnerRec{Name: "eph-small-stray", Pool: "small", State: runnerStarted, CreatedAt: now.UTC(), StartedAt: now.UTC(), Deadline: now.UTC(), Slot: "small.2"}
+				return []action{{Kind: actAdopt, Pool: "small", Runner: "eph-small-stray", Rec: rec}, status(now, 0, 0, 1, 0), topUp(0)}
+			},
+		},
+		{
+			name: "a stopped instance is deleted, its registration first",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-a", now)
+				in.State = StateStopped
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{in}, gh: []GitHubRunner{{ID: 9, Name: "eph-small-a"}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actDelete, Pool: "small", Runner: "eph-small-a", Rec: started("eph-small-a", now), GitHubID: 9, Count: "delete_finished", Reason: "instance stopped"},
+					status(now, 0, 0, 0, 0), topUp(1)}
+			},
+		},
+		{
+			name: "a stopped instance whose runner GitHub lists busy is left alone and counted busy",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-a", now)
+				in.State = StateError
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{in}, gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Busy: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 1, 0, 0), topUp(1)} },
+		},
+		{
+			name: "a stopping instance counts as finishing and is left to LXD",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-a", now)
+				in.State = StateStopping
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{in}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 0, 1), topUp(1)} },
+		},
+		{
+			name: "without GitHub's list a running instance counts as provisioning and nothing is trimmed, topped up or removed",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{running("eph-small-a", now)}, noGH: true}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0)} },
+		},
+		{
+			name: "a runner GitHub lists busy is marked busy",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true, Busy: true}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actMarkBusy, Pool: "small", Runner: "eph-small-a", At: now.UTC()}, status(now, 0, 1, 0, 0), topUp(1)}
+			},
+		},
+		{
+			name: "a runner recorded busy already is not marked again",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-a", now)
+				r.State = runnerBusy
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true, Busy: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 1, 0, 0), topUp(1)} },
+		},
+		{
+			name: "a runner seen online and not busy for the first time is marked idle since now",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actMarkIdle, Pool: "small", Runner: "eph-small-a", At: now.UTC()}, status(now, 1, 0, 0, 0), topUp(0)}
+			},
+		},
+		{
+			name: "surplus idle runners past idle_grace are trimmed longest idle first; those within it are kept",
+			world: func(now time.Time) worldOf {
+				var recs []runnerRec
+				var gh []GitHubRunner
+				for i, idle := range []time.Duration{3 * time.Minute, 10 * time.Minute, time.Minute} {
+					r := started(fmt.Sprintf("eph-small-%d", i), now)
+					r.IdleSince = now.Add(-idle)
+					recs = append(recs, r)
+					gh = append(gh, GitHubRunner{ID: int64(i + 1), Name: r.Name, Online: true})
+				}
+				return worldOf{recs: recs, gh: gh, insts: []Instance{running("eph-small-0", now), running("eph-small-1", now), running("eph-small-2", now)}}
+			},
+			want: func(now time.Time) []action {
+				r0, r1 := started("eph-small-0", now), started("eph-small-1", now)
+				r0.IdleSince, r1.IdleSince = now.Add(-3*time.Minute), now.Add(-10*time.Minute)
+				return []action{status(now, 3, 0, 0, 0),
+					{Kind: actTrim, Pool: "small", N: 2, Idle: []idleRunner{{Rec: r1, GHID: 2, Since: r1.IdleSince}, {Rec: r0, GHID: 1, Since: r0.IdleSince}}},
+					topUp(-2)}
+			},
+		},
+		{
+			name: "a runner whose job completed is marked done once and counted finishing",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-a", now)
+				r.State, r.OnlineAt = runnerBusy, now.Add(-time.Minute)
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actMarkDone, Pool: "small", Runner: "eph-small-a", At: now.UTC()}, status(now, 0, 0, 0, 1), topUp(1)}
+			},
+		},
+		{
+			name: "a done runner whose instance lingers past bootstrap_timeout is deleted",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-a", now)
+				r.State, r.DoneAt = runnerDone, now.Add(-11*time.Minute)
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(now time.Time) []action {
+				r := started("eph-small-a", now)
+				r.State, r.DoneAt = runnerDone, now.Add(-11*time.Minute)
+				return []action{{Kind: actDelete, Pool: "small", Runner: "eph-small-a", Rec: r, Count: "delete_finished", Reason: "runner finished long ago but its instance still runs"},
+					status(now, 0, 0, 0, 1), topUp(1)}
+			},
+		},
+		{
+			name: "an instance whose runner never came online within bootstrap_timeout is deleted",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{started("eph-small-a", now)}, insts: []Instance{running("eph-small-a", now.Add(-11*time.Minute))},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a"}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actDelete, Pool: "small", Runner: "eph-small-a", Rec: started("eph-small-a", now), GitHubID: 9, Count: "bootstrap_timeout", Reason: "runner did not come online within bootstrap_timeout"},
+					status(now, 0, 0, 0, 0), topUp(1)}
+			},
+		},
+		{
+			name: "an old instance still being provisioned within its deadline is booting, not timed out",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-a", now)
+				r.State, r.Deadline = runnerProvisioning, now.Add(time.Minute)
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now.Add(-11*time.Minute))}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0), topUp(0)} },
+		},
+		{
+			name: "a booting job-bound runner counts toward the buffer only when its job went to another runner",
+			world: func(now time.Time) worldOf {
+				a, b := started("eph-small-a", now), started("eph-small-b", now)
+				a.JobID, b.JobID = 1, 2
+				return worldOf{recs: []runnerRec{a, b}, insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
+					claims: []claimRec{{JobID: 1, Pool: "small", State: claimProvisioned, Runner: "eph-small-a"}, {JobID: 2, Pool: "small", State: claimProvisioned, Runner: "eph-small-b", Started: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 2, 0), topUp(0)} },
+		},
+		{
+			name: "a buffer runner being provisioned without an instance yet counts as provisioning and toward the buffer",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-a", now)
+				r.State, r.Deadline = runnerProvisioning, now.Add(time.Minute)
+				return worldOf{recs: []runnerRec{r}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0), topUp(0)} },
+		},
+		{
+			name: "a registration without an instance is removed, unless busy, another pool's or not ephemera's",
+			world: func(now time.Time) worldOf {
+				return worldOf{gh: []GitHubRunner{{ID: 1, Name: "eph-small-orphan"}, {ID: 2, Name: "eph-small-busy", Busy: true},
+					{ID: 3, Name: "eph-large-x"}, {ID: 4, Name: "someone-elses"}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actRemoveOrphan, Pool: "small", Runner: "eph-small-orphan", GitHubID: 1}, status(now, 0, 0, 0, 0), topUp(1)}
+			},
+		},
+		{
+			name: "the slot of a gone instance is released; those of a present one, of one being provisioned and of a young unrecorded one are kept",
+			world: func(now time.Time) worldOf {
+				prov := started("eph-small-p", now)
+				prov.State, prov.Deadline = runnerProvisioning, now.Add(time.Minute)
+				late := started("eph-small-late", now)
+				late.State, late.Deadline = runnerProvisioning, now.Add(-2*time.Second)
+				return worldOf{
+					recs:  []runnerRec{started("eph-small-gone", now), started("eph-small-here", now), prov, late},
+					insts: []Instance{running("eph-small-here", now)},
+					slots: map[string]string{"small.0": "eph-small-gone", "small.1": "eph-small-here", "small.2": "eph-small-p", "small.3": "eph-small-young", "small.4": "eph-small-late"},
+				}
+			},
+			want: func(now time.Time) []action {
+				return []action{
+					{Kind: actReleaseSlot, Pool: "small", Runner: "eph-small-gone", Slot: "small.0", SlotRev: 7},
+					{Kind: actReleaseSlot, Pool: "small", Runner: "eph-small-late", Slot: "small.4", SlotRev: 7},
+					status(now, 0, 0, 2, 0), topUp(-1)}
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				now := time.Now()
+				p := testPlanner(now)
+				got := p.planPool(small, c.world(now).build(now))
+				if diff := cmp.Diff(c.want(now), got, planOpts); diff != "" {
+					t.Errorf("plan (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func TestPlanStuckJobs(t *testing.T) {
+	claim := func(now time.Time, st claimState, mod func(*claimRec)) claimRec {
+		c := claimRec{JobID: 1, Pool: "small", Repo: "acme/app", State: st, Runner: "eph-small-a", ClaimedAt: now.Add(-time.Hour), Deadline: now.Add(-time.Hour)}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	cases := []struct {
+		name  string
+		world func(now time.Time) worldOf
+		want  func(now time.Time, w *world) []action
+	}{
+		{
+			name:  "a claim whose claimant created the runner and died is marked provisioned",
+			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}, insts: []Instance{running("eph-small-a", now)}} },
+			want: func(now time.Time, w *world) []action {
+				return []action{{Kind: actClaimProvisioned, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+			},
+		},
+		{
+			name:  "a claim past its deadline without a runner is checked on GitHub",
+			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}} },
+			want: func(now time.Time, w *world) []action {
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+			},
+		},
+		{
+			name: "a claim within its deadline plus two intervals is left to its claimant",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimClaimed, func(c *claimRec) { c.Deadline = now.Add(-30 * time.Second) })}}
+			},
+			want: func(now time.Time, w *world) []action { return nil },
+		},
+		{
+			name: "a provisioned claim whose runner is gone is checked on GitHub, with the runner's record to clean up",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimProvisioned, nil)}, recs: []runnerRec{started("eph-small-a", now)}, gh: []GitHubRunner{{ID: 5, Name: "eph-small-a"}}}
+			},
+			want: func(now time.Time, w *world) []action {
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Rec: started("eph-small-a", now), GitHubID: 5}}
+			},
+		},
+		{
+			name:  "a provisioned claim whose runner's instance exists is left alone",
+			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimProvisioned, nil)}, insts: []Instance{running("eph-small-a", now)}} },
+			want:  func(now time.Time, w *world) []action { return nil },
+		},
+		{
+			name: "a provisioned claim younger than bootstrap_timeout is left for other runners to take the job",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimProvisioned, func(c *claimRec) { c.ClaimedAt = now.Add(-time.Minute) })}}
+			},
+			want: func(now time.Time, w *world) []action { return nil },
+		},
+		{
+			name: "started, completed, waiting and unknown-pool claims are left alone",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{
+					claim(now, claimClaimed, func(c *claimRec) { c.JobID, c.Started = 1, true }),
+					claim(now, claimClaimed, func(c *claimRec) { c.JobID, c.Completed = 2, true }),
+					claim(now, claimWaiting, func(c *claimRec) { c.JobID = 3 }),
+					claim(now, claimClaimed, func(c *claimRec) { c.JobID, c.Pool = 4, "gone" }),
+				}}
+			},
+			want: func(now time.Time, w *world) []action { return nil },
+		},
+		{
+			name: "at most maxJobChecks jobs are read on GitHub per pass",
+			world: func(now time.Time) worldOf {
+				var cs []claimRec
+				for i := range maxJobChecks + 5 {
+					cs = append(cs, claim(now, claimClaimed, func(c *claimRec) { c.JobID = int64(100 + i) }))
+				}
+				return worldOf{claims: cs}
+			},
+			want: func(now time.Time, w *world) []action {
+				var out []action
+				for i := range maxJobChecks {
+					out = append(out, action{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims[jobKey(int64(100+i))]})
+				}
+				return out
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				now := time.Now()
+				w := c.world(now).build(now)
+				if diff := cmp.Diff(c.want(now, w), testPlanner(now).planStuck(w), planOpts); diff != "" {
+					t.Errorf("plan (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func TestJudgeStuck(t *testing.T) {
+	cases := []struct {
+		name   string
+		status string
+		err    error
+		want   stuckVerdict
+	}{
+		{"a job GitHub no longer has is completed", "", fmt.Errorf("read: %w", ErrJobNotFound), stuckCompleted},
+		{"a job that cannot be read is looked at again next pass", "", errors.New("timeout"), stuckLeave},
+		{"a job in progress is started", "in_progress", nil, stuckStarted},
+		{"a completed job is completed", "completed", nil, stuckCompleted},
+		{"a job still queued is served again", "queued", nil, stuckServe},
+		{"a job in a status ephemera does not know is left alone", "waiting", nil, stuckLeave},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := judgeStuck(c.status, c.err); got != c.want {
+				t.Errorf("judgeStuck(%q, %v) = %d, want %d", c.status, c.err, got, c.want)
+			}
+		})
+	}
+}
+
+func TestOrphanConfirmed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		p := testPlanner(now)
+		cases := []struct {
+			name string
+			e    entry[runnerRec]
+			want bool
+		}{
+			{"a registration without a record is an orphan", entry[runnerRec]{}, true},
+			{"a registration whose record is being provisioned is not", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerProvisioning, Deadline: now.Add(time.Minute)}}, false},
+			{"a registration whose provisioning is past its deadline is", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerProvisioning, Deadline: now.Add(-time.Minute)}}, true},
+			{"a registration whose instance started after the list was taken is not", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerStarted, StartedAt: now}}, false},
+			{"a registration whose instance started long before the list is", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerStarted, StartedAt: now.Add(-time.Minute)}}, true},
+		}
+		for _, c := range cases {
+			if got := p.orphanConfirmed(c.e, now); got != c.want {
+				t.Errorf("%s: got %v", c.name, got)
+			}
+		}
+	})
+}

@@ -1,0 +1,174 @@
+package scaler
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Every transition of a runner's record and of a job's claim, from every
+// state it may meet: each either moves the record forward or reports that
+// it did not and leaves it as it was.
+
+func TestRunnerTransitions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now().UTC()
+		earlier := now.Add(-time.Minute)
+		rec := func(st runnerState, mod func(*runnerRec)) runnerRec {
+			r := runnerRec{Name: "eph-small-a", Pool: "small", State: st}
+			if mod != nil {
+				mod(&r)
+			}
+			return r
+		}
+		cases := []struct {
+			name    string
+			from    runnerRec
+			t       func(*runnerRec) bool
+			want    runnerRec
+			changed bool
+		}{
+			{"a provisioning runner whose instance was created is started with its GitHub id",
+				rec(runnerProvisioning, nil), func(r *runnerRec) bool { return r.created(7, now) },
+				rec(runnerStarted, func(r *runnerRec) { r.RunnerID, r.StartedAt = 7, now }), true},
+			{"a runner the reconciler saw busy before its creation was recorded keeps its state and gets its id",
+				rec(runnerBusy, nil), func(r *runnerRec) bool { return r.created(7, now) },
+				rec(runnerBusy, func(r *runnerRec) { r.RunnerID, r.StartedAt = 7, now }), true},
+			{"a started runner with its id is not recorded created twice",
+				rec(runnerStarted, func(r *runnerRec) { r.RunnerID = 7 }), func(r *runnerRec) bool { return r.created(8, now) },
+				rec(runnerStarted, func(r *runnerRec) { r.RunnerID = 7 }), false},
+			{"a provisioning runner found existing after all is adopted as started",
+				rec(runnerProvisioning, nil), func(r *runnerRec) bool { return r.adoptStarted(0, now) },
+				rec(runnerStarted, func(r *runnerRec) { r.StartedAt = now }), true},
+			{"a started runner is not adopted again",
+				rec(runnerStarted, nil), func(r *runnerRec) bool { return r.adoptStarted(7, now) },
+				rec(runnerStarted, nil), false},
+			{"a started runner that takes a job is busy, online since now, no longer idle",
+				rec(runnerStarted, func(r *runnerRec) { r.IdleSince = earlier }), func(r *runnerRec) bool { return r.busy(42, now) },
+				rec(runnerBusy, func(r *runnerRec) { r.BusyJob, r.OnlineAt = 42, now }), true},
+			{"a busy runner's online time is kept when it was known",
+				rec(runnerStarted, func(r *runnerRec) { r.OnlineAt = earlier }), func(r *runnerRec) bool { return r.busy(42, now) },
+				rec(runnerBusy, func(r *runnerRec) { r.BusyJob, r.OnlineAt = 42, earlier }), true},
+			{"a done runner does not go back to busy",
+				rec(runnerDone, nil), func(r *runnerRec) bool { return r.busy(42, now) },
+				rec(runnerDone, nil), false},
+			{"a started runner seen idle is idle and online since then",
+				rec(runnerStarted, nil), func(r *runnerRec) bool { return r.idle(now) },
+				rec(runnerStarted, func(r *runnerRec) { r.IdleSince, r.OnlineAt = now, now }), true},
+			{"an idle runner keeps when it became idle",
+				rec(runnerStarted, func(r *runnerRec) { r.IdleSince = earlier }), func(r *runnerRec) bool { return r.idle(now) },
+				rec(runnerStarted, func(r *runnerRec) { r.IdleSince = earlier }), false},
+			{"a busy runner is never idle again",
+				rec(runnerBusy, nil), func(r *runnerRec) bool { return r.idle(now) },
+				rec(runnerBusy, nil), false},
+			{"a busy runner whose job completed is done",
+				rec(runnerBusy, nil), func(r *runnerRec) bool { return r.done(now) },
+				rec(runnerDone, func(r *runnerRec) { r.DoneAt = now }), true},
+			{"an idle runner that left GitHub is done and no longer idle",
+				rec(runnerStarted, func(r *runnerRec) { r.IdleSince = earlier }), func(r *runnerRec) bool { return r.done(now) },
+				rec(runnerDone, func(r *runnerRec) { r.DoneAt = now }), true},
+			{"a done runner keeps when it was done",
+				rec(runnerDone, func(r *runnerRec) { r.DoneAt = earlier }), func(r *runnerRec) bool { return r.done(now) },
+				rec(runnerDone, func(r *runnerRec) { r.DoneAt = earlier }), false},
+		}
+		for _, c := range cases {
+			got := c.from
+			changed := c.t(&got)
+			if diff := cmp.Diff(c.want, got); diff != "" || changed != c.changed {
+				t.Errorf("%s: changed %v (want %v); record (-want +got):\n%s", c.name, changed, c.changed, diff)
+			}
+		}
+	})
+}
+
+func TestClaimTransitions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now().UTC()
+		deadline := now.Add(5 * time.Minute)
+		claim := func(st claimState, mod func(*claimRec)) claimRec {
+			c := claimRec{JobID: 1, Pool: "small", State: st, ClaimedAt: now.Add(-time.Hour)}
+			if mod != nil {
+				mod(&c)
+			}
+			return c
+		}
+		cases := []struct {
+			name    string
+			from    claimRec
+			t       func(*claimRec) bool
+			want    claimRec
+			changed bool
+		}{
+			{"a waiting claim is claimed for a runner, keeping when the job was first seen",
+				claim(claimWaiting, nil), func(c *claimRec) bool { c.claim("eph-small-a", "r1", deadline); return true },
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Deadline, c.Attempts = "eph-small-a", "r1", deadline, 1 }), true},
+			{"a claim taken over starts afresh now, one attempt more",
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Attempts = "eph-small-a", "r1", 1 }),
+				func(c *claimRec) bool { c.takeOver("eph-small-b", "r2", now, deadline); return true },
+				claim(claimClaimed, func(c *claimRec) {
+					c.Runner, c.Owner, c.Deadline, c.Attempts, c.ClaimedAt = "eph-small-b", "r2", deadline, 2, now
+				}), true},
+			{"a claim whose provisioning failed goes back to waiting without a runner",
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Attempts = "eph-small-a", "r1", 1 }),
+				func(c *claimRec) bool { c.giveBack(); return true },
+				claim(claimWaiting, func(c *claimRec) { c.Attempts = 1 }), true},
+			{"an expired claim's deadline is now",
+				claim(claimClaimed, func(c *claimRec) { c.Deadline = deadline }), func(c *claimRec) bool { c.expire(now); return true },
+				claim(claimClaimed, func(c *claimRec) { c.Deadline = now }), true},
+			{"a claim whose runner exists is provisioned",
+				claim(claimClaimed, func(c *claimRec) { c.Runner = "eph-small-a" }), func(c *claimRec) bool { return c.provisioned("eph-small-a") },
+				claim(claimProvisioned, func(c *claimRec) { c.Runner = "eph-small-a" }), true},
+			{"a claim taken over by another runner is not provisioned by the old one",
+				claim(claimClaimed, func(c *claimRec) { c.Runner = "eph-small-b" }), func(c *claimRec) bool { return c.provisioned("eph-small-a") },
+				claim(claimClaimed, func(c *claimRec) { c.Runner = "eph-small-b" }), false},
+			{"a provisioned claim stays provisioned",
+				claim(claimProvisioned, func(c *claimRec) { c.Runner = "eph-small-a" }), func(c *claimRec) bool { return c.provisioned("eph-small-a") },
+				claim(claimProvisioned, func(c *claimRec) { c.Runner = "eph-small-a" }), false},
+			{"a job a runner took is started",
+				claim(claimProvisioned, nil), func(c *claimRec) bool { return c.started() },
+				claim(claimProvisioned, func(c *claimRec) { c.Started = true }), true},
+			{"a started job is not started twice",
+				claim(claimProvisioned, func(c *claimRec) { c.Started = true }), func(c *claimRec) bool { return c.started() },
+				claim(claimProvisioned, func(c *claimRec) { c.Started = true }), false},
+			{"a waiting job cancelled before any runner took it needs no runner",
+				claim(claimWaiting, nil), func(c *claimRec) bool { return c.completed(true) },
+				claim(claimWaiting, func(c *claimRec) { c.Completed, c.NoRunner = true, true }), true},
+			{"a job cancelled while its runner is being made still gets it (no runner is not recorded)",
+				claim(claimClaimed, nil), func(c *claimRec) bool { return c.completed(true) },
+				claim(claimClaimed, func(c *claimRec) { c.Completed = true }), true},
+			{"a job that started and completed is completed",
+				claim(claimProvisioned, func(c *claimRec) { c.Started = true }), func(c *claimRec) bool { return c.completed(false) },
+				claim(claimProvisioned, func(c *claimRec) { c.Started, c.Completed = true, true }), true},
+			{"a completed job is not completed twice",
+				claim(claimProvisioned, func(c *claimRec) { c.Completed = true }), func(c *claimRec) bool { return c.completed(true) },
+				claim(claimProvisioned, func(c *claimRec) { c.Completed = true }), false},
+		}
+		for _, c := range cases {
+			got := c.from
+			changed := c.t(&got)
+			if diff := cmp.Diff(c.want, got); diff != "" || changed != c.changed {
+				t.Errorf("%s: changed %v (want %v); claim (-want +got):\n%s", c.name, changed, c.changed, diff)
+			}
+		}
+	})
+}
+
+func TestTheJITLimiterSpacesRegistrationsAfterTheBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newTokenBucket(2, 3, time.Now)
+		start := time.Now()
+		var at []time.Duration
+		for range 5 {
+			if err := b.wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			at = append(at, time.Since(start))
+		}
+		want := []time.Duration{0, 0, 0, 500 * time.Millisecond, time.Second}
+		if diff := cmp.Diff(want, at); diff != "" {
+			t.Errorf("registration times (-want +got):\n%s", diff)
+		}
+	})
+}
