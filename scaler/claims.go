@@ -91,23 +91,23 @@ func (c *claimRec) provisioned(runner string) bool {
 	return true
 }
 
-// started records that a runner took the job.
-func (c *claimRec) started() bool {
+// started records that a runner (ranOn) took the job, at.
+func (c *claimRec) started(at time.Time, ranOn string) bool {
 	if c.Started {
 		return false
 	}
-	c.Started = true
+	c.Started, c.StartedAt, c.RanOn = true, at, ranOn
 	return true
 }
 
-// completed records that the job is over; noRunner says no runner took
+// completed records that the job is over, at; noRunner says no runner took
 // it (it was cancelled while queued), so that, when none was being made
 // for it either, a late queued delivery creates none.
-func (c *claimRec) completed(noRunner bool) bool {
+func (c *claimRec) completed(noRunner bool, at time.Time) bool {
 	if c.Completed {
 		return false
 	}
-	c.Completed = true
+	c.Completed, c.CompletedAt = true, at
 	c.NoRunner = noRunner && !c.Started && c.State == claimWaiting
 	return true
 }
@@ -148,9 +148,10 @@ func (s claimStore) swap(ctx context.Context, c claimRec, rev uint64) (uint64, e
 }
 
 // apply runs one transition on the job's claim by compare-and-set,
-// retrying on a concurrent write. It returns the claim as read or
-// written, and whether the transition changed it. A job without a claim
-// is left without one.
-func (s claimStore) apply(ctx context.Context, job int64, t func(*claimRec) bool) (claimRec, bool, error) {
-	return update(ctx, s.kv, jobKey(job), t)
+// retrying on a concurrent write. It reports whether the job has a claim
+// and whether the transition changed it. A job without a claim is left
+// without one.
+func (s claimStore) apply(ctx context.Context, job int64, t func(*claimRec) bool) (found, changed bool, err error) {
+	_, found, changed, err = update(ctx, s.kv, jobKey(job), t)
+	return found, changed, err
 }

@@ -194,7 +194,7 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		return s.ignoreQueued(ev, pool, "ignored_stale", "the job was created longer ago than GitHub keeps a run: a replay")
 	}
 	for range 3 {
-		c, err := get[claimRec](ctx, s.kv.jobs, key)
+		c, err := s.kv.claims.get(ctx, ev.JobID)
 		if err != nil {
 			log := s.jobLog(ev)
 			log.Warn().Err(err).Msg("read job claim")
@@ -240,17 +240,21 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 			s.sweepSoon(pool)
 			s.m.jobs.WithLabelValues(pool.Name, "capacity_wait").Inc()
 			if !c.Found {
-				_, _ = s.kv.jobs.Create(ctx, key, encode(claim))
+				// For `ephemera status`: the job waits. A claim made
+				// meanwhile (a conflict) says more already.
+				if _, err := s.kv.claims.create(ctx, claim); err != nil && !isConflict(err) {
+					log := s.jobLog(ev)
+					log.Warn().Err(err).Msg("record job waiting for capacity")
+				}
 			}
 			return nak(s.cfg.CapacityRetry)
 		}
-		claim.State, claim.Runner, claim.Owner = claimClaimed, runnerName(pool.Name), s.cfg.ReplicaID
-		claim.Deadline, claim.Attempts = now.Add(s.cfg.ProvisionTimeout), claim.Attempts+1
+		claim.claim(runnerName(pool.Name), s.cfg.ReplicaID, now.Add(s.cfg.ProvisionTimeout))
 		var rev uint64
 		if c.Found {
-			rev, err = s.kv.jobs.Update(ctx, key, encode(claim), c.Rev)
+			rev, err = s.kv.claims.swap(ctx, claim, c.Rev)
 		} else {
-			rev, err = s.kv.jobs.Create(ctx, key, encode(claim))
+			rev, err = s.kv.claims.create(ctx, claim)
 		}
 		if isConflict(err) {
 			continue // someone else claimed it just now: look at their claim
@@ -292,12 +296,11 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		if s.cfg.MaxDeliver > 0 && delivered >= uint64(s.cfg.MaxDeliver) && !errors.Is(err, errPoolFull) {
 			// The last delivery: leave the claim, expired, for the
 			// reconciler to serve the job from.
-			claim.Deadline = s.now().UTC()
+			claim.expire(s.now())
 		} else {
-			// Back to waiting: the next delivery, anywhere, starts afresh.
-			claim.State, claim.Runner, claim.Owner = claimWaiting, "", ""
+			claim.giveBack()
 		}
-		if _, uerr := s.kv.jobs.Update(uctx, jobKey(ev.JobID), encode(claim), rev); uerr != nil && !isConflict(uerr) {
+		if _, uerr := s.kv.claims.swap(uctx, claim, rev); uerr != nil && !isConflict(uerr) {
 			log.Warn().Err(uerr).Msg("release job claim")
 		}
 		if errors.Is(err, errPoolFull) {
@@ -311,21 +314,28 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 			delay = time.Minute
 		}
 		if rl, ok := errors.AsType[*RateLimitedError](err); ok {
-			delay = max(delay, time.Until(rl.Until))
+			delay = max(delay, rl.Until.Sub(s.now()))
 		}
 		log.Warn().Err(err).Dur(logkey.RetryIn, delay).Msg("provision job runner failed; undone, will retry")
 		return nak(delay)
 	}
-	claim.State = claimProvisioned
+	claim.provisioned(claim.Runner)
 	// The runner exists: record it even when ctx ends right now.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
-	if _, err := s.kv.jobs.Update(ctx, jobKey(ev.JobID), encode(claim), rev); err != nil {
+	if _, err := s.kv.claims.swap(ctx, claim, rev); err != nil {
 		// Someone took the claim over meanwhile (or moved it on): ours is
 		// a runner too many for this job. Remove it, GitHub first.
-		after, gerr := get[claimRec](ctx, s.kv.jobs, jobKey(ev.JobID))
+		after, gerr := s.kv.claims.get(ctx, ev.JobID)
 		if gerr == nil && after.Found && after.Val.Runner != claim.Runner {
-			rec, _ := get[runnerRec](ctx, s.kv.runners, claim.Runner)
+			rec, rerr := s.kv.runners.get(ctx, claim.Runner)
+			if rerr != nil {
+				// Without its record the registration's id is unknown: the
+				// instance goes, and the reconciler removes the
+				// registration left without one.
+				log.Warn().Err(rerr).Str(logkey.Runner, claim.Runner).Msg("read surplus job runner's record")
+				rec.Val = runnerRec{Name: claim.Runner}
+			}
 			if rerr := s.removeRunner(ctx, rec.Val, 0); rerr != nil {
 				log.Warn().Err(rerr).Str(logkey.Runner, claim.Runner).Msg("remove surplus job runner")
 			}
@@ -333,13 +343,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		}
 		// Still ours, moved on by the job's own in_progress or completed
 		// event meanwhile: record provisioned on top of that.
-		if _, _, uerr := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
-			if c.Runner != claim.Runner || c.State == claimProvisioned {
-				return false
-			}
-			c.State = claimProvisioned
-			return true
-		}); uerr != nil {
+		if _, _, uerr := s.kv.claims.apply(ctx, ev.JobID, func(c *claimRec) bool { return c.provisioned(claim.Runner) }); uerr != nil {
 			log.Warn().Err(uerr).Msg("record job provisioned")
 		}
 	}
@@ -354,7 +358,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, c entry[claimRec]) disposition {
 	log := s.jobLog(ev).With().Str(logkey.PreviousOwner, c.Val.Owner).Str(logkey.Runner, c.Val.Runner).Logger()
 	s.m.jobs.WithLabelValues(pool.Name, "takeover").Inc()
-	old, err := get[runnerRec](ctx, s.kv.runners, c.Val.Runner)
+	old, err := s.kv.runners.get(ctx, c.Val.Runner)
 	if err != nil {
 		return nak(s.backoff(delivered))
 	}
@@ -373,16 +377,10 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 	}
 	if exists {
 		if old.Found {
-			s.setRunner(ctx, c.Val.Runner, func(r *runnerRec) bool {
-				if r.State.rank() >= runnerStarted.rank() {
-					return false
-				}
-				r.State, r.StartedAt = runnerStarted, s.now().UTC()
-				return true
-			})
+			s.setRunner(ctx, c.Val.Runner, func(r *runnerRec) bool { return r.adoptStarted(0, s.now()) })
 		}
-		c.Val.State = claimProvisioned
-		if _, err := s.kv.jobs.Update(ctx, c.Key, encode(c.Val), c.Rev); err != nil && !isConflict(err) {
+		c.Val.provisioned(c.Val.Runner)
+		if _, err := s.kv.claims.swap(ctx, c.Val, c.Rev); err != nil && !isConflict(err) {
 			return nak(s.backoff(delivered))
 		}
 		log.Info().Msg("job claim adopted: its runner exists")
@@ -393,11 +391,10 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 			log.Warn().Err(err).Msg("clean up after dead claimant; the reconciler will retry")
 		}
 	}
-	now := s.now().UTC()
+	now := s.now()
 	claim := c.Val
-	claim.Runner, claim.Owner, claim.ClaimedAt = runnerName(pool.Name), s.cfg.ReplicaID, now
-	claim.Deadline, claim.Attempts = now.Add(s.cfg.ProvisionTimeout), c.Val.Attempts+1
-	rev, err := s.kv.jobs.Update(ctx, c.Key, encode(claim), c.Rev)
+	claim.takeOver(runnerName(pool.Name), s.cfg.ReplicaID, now, now.Add(s.cfg.ProvisionTimeout))
+	rev, err := s.kv.claims.swap(ctx, claim, c.Rev)
 	if err != nil {
 		return nak(s.cfg.CapacityRetry) // another replica took over first
 	}
@@ -408,16 +405,7 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 // onInProgress records that a runner took a job.
 func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
 	if s.ownRunner(ev.RunnerName) {
-		_, moved, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
-			if r.State.rank() >= runnerBusy.rank() {
-				return false
-			}
-			r.State, r.BusyJob, r.IdleSince = runnerBusy, ev.JobID, time.Time{}
-			if r.OnlineAt.IsZero() {
-				r.OnlineAt = s.now().UTC()
-			}
-			return true
-		})
+		moved, err := s.kv.runners.apply(ctx, ev.RunnerName, func(r *runnerRec) bool { return r.busy(ev.JobID, s.now()) })
 		if err != nil {
 			return nak(s.backoff(delivered))
 		}
@@ -425,13 +413,8 @@ func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Eve
 			s.m.jobWait.WithLabelValues(pool.Name).Observe(max(0, ev.StartedAt.Sub(ev.CreatedAt).Seconds()))
 		}
 	}
-	if _, _, err := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
-		if c.Started {
-			return false
-		}
-		c.Started = true
-		c.StartedAt, c.RanOn = eventTime(ev.StartedAt, s.now()), ev.RunnerName
-		return true
+	if _, _, err := s.kv.claims.apply(ctx, ev.JobID, func(c *claimRec) bool {
+		return c.started(eventTime(ev.StartedAt, s.now()), ev.RunnerName)
 	}); err != nil {
 		return nak(s.backoff(delivered))
 	}
@@ -454,32 +437,20 @@ func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Even
 		return nak(s.backoff(delivered))
 	}
 	if s.ownRunner(ev.RunnerName) {
-		if _, _, err := update(ctx, s.kv.runners, ev.RunnerName, func(r *runnerRec) bool {
-			if r.State == runnerDone {
-				return false
-			}
-			r.State, r.DoneAt, r.IdleSince = runnerDone, s.now().UTC(), time.Time{}
-			return true
-		}); err != nil {
+		if _, err := s.kv.runners.apply(ctx, ev.RunnerName, func(r *runnerRec) bool { return r.done(s.now()) }); err != nil {
 			return nak(s.backoff(delivered))
 		}
 	}
 	noRunner := ev.RunnerName == ""
-	_, found, err := update(ctx, s.kv.jobs, jobKey(ev.JobID), func(c *claimRec) bool {
-		if c.Completed {
-			return false
-		}
-		c.Completed = true
-		c.CompletedAt = eventTime(ev.CompletedAt, s.now())
-		c.NoRunner = noRunner && !c.Started && c.State == claimWaiting
-		return true
+	found, _, err := s.kv.claims.apply(ctx, ev.JobID, func(c *claimRec) bool {
+		return c.completed(noRunner, eventTime(ev.CompletedAt, s.now()))
 	})
 	if err != nil {
 		return nak(s.backoff(delivered))
 	}
 	if !found {
 		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: noRunner, Tombstone: true, CompletedAt: eventTime(ev.CompletedAt, s.now())}
-		if _, err := s.kv.jobs.Create(ctx, jobKey(ev.JobID), encode(tomb)); isConflict(err) {
+		if _, err := s.kv.claims.create(ctx, tomb); isConflict(err) {
 			return nak(s.cfg.CapacityRetry) // a claim appeared meanwhile: mark it next time
 		} else if err != nil {
 			return nak(s.backoff(delivered))

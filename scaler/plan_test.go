@@ -306,8 +306,10 @@ func TestPlanStuckJobs(t *testing.T) {
 		want  func(now time.Time, w *world) []action
 	}{
 		{
-			name:  "a claim whose claimant created the runner and died is marked provisioned",
-			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}, insts: []Instance{running("eph-small-a", now)}} },
+			name: "a claim whose claimant created the runner and died is marked provisioned",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}, insts: []Instance{running("eph-small-a", now)}}
+			},
 			want: func(now time.Time, w *world) []action {
 				return []action{{Kind: actClaimProvisioned, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
 			},
@@ -336,9 +338,11 @@ func TestPlanStuckJobs(t *testing.T) {
 			},
 		},
 		{
-			name:  "a provisioned claim whose runner's instance exists is left alone",
-			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimProvisioned, nil)}, insts: []Instance{running("eph-small-a", now)}} },
-			want:  func(now time.Time, w *world) []action { return nil },
+			name: "a provisioned claim whose runner's instance exists is left alone",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimProvisioned, nil)}, insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(now time.Time, w *world) []action { return nil },
 		},
 		{
 			name: "a provisioned claim younger than bootstrap_timeout is left for other runners to take the job",

@@ -67,13 +67,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 				// The runner came up after all and runs a job: the work
 				// is done, not to be undone.
 				log.Info().Msg("runner took a job while its provisioning was being undone; kept")
-				s.setRunner(uctx, r.name, func(rec *runnerRec) bool {
-					if rec.State.rank() >= runnerStarted.rank() {
-						return false
-					}
-					rec.State, rec.RunnerID, rec.StartedAt = runnerStarted, regID, s.now().UTC()
-					return true
-				})
+				s.setRunner(uctx, r.name, func(rec *runnerRec) bool { return rec.adoptStarted(regID, s.now()) })
 				err = nil
 				return
 			}
@@ -94,10 +88,10 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, InstallationID: r.inst, Owner: s.cfg.ReplicaID,
 		State: runnerProvisioning, Slot: slot, CreatedAt: s.now().UTC(), Deadline: r.deadline.UTC(),
 	}
-	if _, err := s.kv.runners.Create(ctx, r.name, encode(rec)); err != nil {
-		return fmt.Errorf("record runner %s: %w", r.name, err)
+	if err := s.kv.runners.create(ctx, rec); err != nil {
+		return err
 	}
-	undo = append(undo, func(ctx context.Context) error { return deleteRev(ctx, s.kv.runners, r.name, 0) })
+	undo = append(undo, func(ctx context.Context) error { return s.kv.runners.forget(ctx, r.name) })
 
 	token, err := s.cfg.Tokens.Mint(ctx, r.name)
 	if err != nil {
@@ -134,21 +128,12 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	// The instance exists: record it even when ctx ends right now.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer rcancel()
-	_, _, err = update(rctx, s.kv.runners, r.name, func(rec *runnerRec) bool {
-		if rec.State.rank() >= runnerStarted.rank() && rec.RunnerID != 0 {
-			return false // the reconciler saw it busy already
-		}
-		if rec.State.rank() < runnerStarted.rank() {
-			rec.State = runnerStarted
-		}
-		rec.RunnerID, rec.StartedAt = reg.ID, s.now().UTC()
-		return true
-	})
-	if err != nil {
+	if _, err := s.kv.runners.apply(rctx, r.name, func(rec *runnerRec) bool { return rec.created(reg.ID, s.now()) }); err != nil {
 		return fmt.Errorf("record runner %s started: %w", r.name, err)
 	}
-	s.m.provision.WithLabelValues(r.pool.Name).Observe(time.Since(r.since).Seconds())
-	log.Info().Int64(logkey.RunnerID, reg.ID).Dur(logkey.Duration, time.Since(r.since)).Msg("runner provisioned")
+	took := s.now().Sub(r.since)
+	s.m.provision.WithLabelValues(r.pool.Name).Observe(took.Seconds())
+	log.Info().Int64(logkey.RunnerID, reg.ID).Dur(logkey.Duration, took).Msg("runner provisioned")
 	return nil
 }
 
@@ -181,7 +166,7 @@ func (s *Scaler) forget(ctx context.Context, name, slot string) error {
 	if err := s.releaseSlot(ctx, slot, name); err != nil {
 		return err
 	}
-	return deleteRev(ctx, s.kv.runners, name, 0)
+	return s.kv.runners.forget(ctx, name)
 }
 
 // registerAttempts bounds JIT registration tries within one provisioning.

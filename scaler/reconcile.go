@@ -33,13 +33,13 @@ func (s *Scaler) reconcile(ctx context.Context) {
 func (s *Scaler) observe(ctx context.Context) (*world, error) {
 	w := &world{insts: map[string]Instance{}, gh: map[string]GitHubRunner{}}
 	var err error
-	if w.recs, err = s.runners.all(ctx); err != nil {
+	if w.recs, err = s.kv.runners.all(ctx); err != nil {
 		return nil, err
 	}
 	if w.slots, err = loadAll[string](ctx, s.kv.slots); err != nil {
 		return nil, err
 	}
-	if w.claims, err = s.claims.all(ctx); err != nil {
+	if w.claims, err = s.kv.claims.all(ctx); err != nil {
 		return nil, err
 	}
 	runners, gerr := s.cfg.GitHub.ListRunners(ctx, 0)
@@ -129,7 +129,7 @@ func (s *Scaler) apply(ctx context.Context, w *world, plan []action) {
 		case actClaimProvisioned:
 			cl := a.Claim.Val
 			cl.State = claimProvisioned
-			if _, err := s.claims.swap(ctx, cl, a.Claim.Rev); err != nil && !isConflict(err) {
+			if _, err := s.kv.claims.swap(ctx, cl, a.Claim.Rev); err != nil && !isConflict(err) {
 				log.Warn().Err(err).Int64(logkey.Job, cl.JobID).Msg("record a dead claimant's runner provisioned")
 			}
 		case actCheckStuck:
@@ -141,7 +141,7 @@ func (s *Scaler) apply(ctx context.Context, w *world, plan []action) {
 // removeOrphan removes a registration without an instance, once its
 // record, read again, confirms it is no provisioning in flight.
 func (s *Scaler) removeOrphan(ctx context.Context, w *world, a action, log zerolog.Logger) {
-	e, err := s.runners.get(ctx, a.Runner)
+	e, err := s.kv.runners.get(ctx, a.Runner)
 	if err != nil || !s.planner().orphanConfirmed(e, w.listedAt) {
 		return
 	}
@@ -237,7 +237,7 @@ func (s *Scaler) removeAndDestroy(ctx context.Context, rec runnerRec, ghID int64
 }
 
 func (s *Scaler) setRunner(ctx context.Context, name string, t func(*runnerRec) bool) {
-	if _, err := s.runners.apply(ctx, name, t); err != nil {
+	if _, err := s.kv.runners.apply(ctx, name, t); err != nil {
 		s.log.Warn().Err(err).Str(logkey.Runner, name).Msg("update runner record")
 	}
 }
@@ -247,7 +247,7 @@ func (s *Scaler) setRunner(ctx context.Context, name string, t func(*runnerRec) 
 // holds it, so that max stays true. It returns the slot it took.
 func (s *Scaler) adopt(ctx context.Context, rec runnerRec, log zerolog.Logger) (string, bool) {
 	// It may have been recorded since KV was read.
-	if e, err := s.runners.get(ctx, rec.Name); err != nil || e.Found {
+	if e, err := s.kv.runners.get(ctx, rec.Name); err != nil || e.Found {
 		return "", false
 	}
 	rec.Owner = s.cfg.ReplicaID
@@ -259,7 +259,7 @@ func (s *Scaler) adopt(ctx context.Context, rec runnerRec, log zerolog.Logger) (
 			rec.Slot = slot
 		}
 	}
-	if err := s.runners.create(ctx, rec); err != nil {
+	if err := s.kv.runners.create(ctx, rec); err != nil {
 		return "", false
 	}
 	s.act(rec.Pool, string(actAdopt), log, "instance unknown to the scaler's state")
@@ -281,11 +281,11 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 		}
 		return
 	case stuckStarted:
-		cl.started()
+		cl.started(s.now(), "")
 		s.swapClaim(ctx, cl, rev, log, "record a stuck job started")
 		return
 	case stuckCompleted:
-		cl.Completed = true
+		cl.completed(false, s.now())
 		s.swapClaim(ctx, cl, rev, log, "record a stuck job completed")
 		return
 	}
@@ -296,7 +296,7 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 	}
 	now := s.now()
 	cl.takeOver(runnerName(p.Name), s.cfg.ReplicaID, now, now.Add(s.cfg.ProvisionTimeout))
-	rev, err = s.claims.swap(ctx, cl, rev)
+	rev, err = s.kv.claims.swap(ctx, cl, rev)
 	if err != nil {
 		if !isConflict(err) {
 			log.Warn().Err(err).Msg("claim a stuck job")
@@ -318,7 +318,7 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 // swapClaim writes cl at rev; losing to a concurrent write is expected
 // (another replica or event moved the claim on) and only logged at debug.
 func (s *Scaler) swapClaim(ctx context.Context, cl claimRec, rev uint64, log zerolog.Logger, what string) {
-	_, err := s.claims.swap(ctx, cl, rev)
+	_, err := s.kv.claims.swap(ctx, cl, rev)
 	switch {
 	case err == nil:
 	case isConflict(err):

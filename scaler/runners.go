@@ -145,7 +145,7 @@ func (s runnerStore) create(ctx context.Context, rec runnerRec) error {
 // and reports whether it changed it. A runner without a record is left
 // without one.
 func (s runnerStore) apply(ctx context.Context, name string, t func(*runnerRec) bool) (bool, error) {
-	_, changed, err := update(ctx, s.kv, name, t)
+	_, _, changed, err := update(ctx, s.kv, name, t)
 	return changed, err
 }
 

@@ -88,13 +88,9 @@ type Scaler struct {
 	log   zerolog.Logger
 	m     *metrics
 	kv    *stores
-	// claims and runners own the job claims and runner records: every
-	// change of state goes through them.
-	claims  claimStore
-	runners runnerStore
-	cons    jetstream.Consumer
-	jit     *tokenBucket
-	slots   *slotView
+	cons  jetstream.Consumer
+	jit   *tokenBucket
+	slots *slotView
 
 	sweepReq chan string // pools to sweep soon
 }
@@ -177,7 +173,6 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.Replicas, s.leaseTTL()); err != nil {
 		return nil, err
 	}
-	s.claims, s.runners = claimStore{s.kv.jobs}, runnerStore{s.kv.runners}
 	if s.cons, err = ensureConsumer(ctx, cfg.JetStream, cfg); err != nil {
 		return nil, err
 	}

@@ -152,5 +152,5 @@ func (s *Scaler) releaseGoneSlot(ctx context.Context, key string, sl entry[strin
 	if err != nil {
 		return false, fmt.Errorf("release slot %s: %w", key, err)
 	}
-	return true, s.runners.forget(ctx, sl.Val)
+	return true, s.kv.runners.forget(ctx, sl.Val)
 }

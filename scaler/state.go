@@ -39,7 +39,11 @@ const (
 )
 
 type stores struct {
-	runners, jobs, slots, leader, meta, done jetstream.KeyValue
+	// claims and runners own the job claims and the runner records:
+	// every change of their state goes through them.
+	claims                    claimStore
+	runners                   runnerStore
+	slots, leader, meta, done jetstream.KeyValue
 }
 
 func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (*stores, error) {
@@ -54,10 +58,10 @@ func openStores(ctx context.Context, js jetstream.JetStream, replicas int, lease
 	}
 	var st stores
 	var err error
-	if st.runners, err = mk(BucketRunners, "ephemera runners: state of every runner the scaler created", 0); err != nil {
+	if st.runners.kv, err = mk(BucketRunners, "ephemera runners: state of every runner the scaler created", 0); err != nil {
 		return nil, err
 	}
-	if st.jobs, err = mk(BucketJobs, "ephemera job claims: one job-bound runner per job", JobClaimTTL); err != nil {
+	if st.claims.kv, err = mk(BucketJobs, "ephemera job claims: one job-bound runner per job", JobClaimTTL); err != nil {
 		return nil, err
 	}
 	if st.slots, err = mk(BucketSlots, "ephemera pool slots: one per instance, at most max per pool", 0); err != nil {
@@ -113,26 +117,27 @@ func encode(v any) []byte {
 
 // update applies f to the record at key with compare-and-set, retrying on
 // a concurrent write. f returns false to leave the record as it is. A
-// missing key is left missing.
-func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(*T) bool) (T, bool, error) {
+// missing key is left missing. It reports whether the key was found and
+// whether f changed it.
+func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(*T) bool) (val T, found, changed bool, err error) {
 	for range 20 {
 		e, err := get[T](ctx, kv, key)
 		if err != nil || !e.Found {
-			return e.Val, false, err
+			return e.Val, false, false, err
 		}
 		if !f(&e.Val) {
-			return e.Val, false, nil
+			return e.Val, true, false, nil
 		}
 		_, err = kv.Update(ctx, key, encode(e.Val), e.Rev)
 		if err == nil {
-			return e.Val, true, nil
+			return e.Val, true, true, nil
 		}
 		if !isConflict(err) {
-			return e.Val, false, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
+			return e.Val, true, false, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
 	}
 	var zero T
-	return zero, false, fmt.Errorf("update %s/%s: too much contention", kv.Bucket(), key)
+	return zero, true, false, fmt.Errorf("update %s/%s: too much contention", kv.Bucket(), key)
 }
 
 // isConflict reports a failed compare-and-set or create.

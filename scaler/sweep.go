@@ -46,7 +46,7 @@ func (s *Scaler) sweeper(ctx context.Context) error {
 func (s *Scaler) sweep(ctx context.Context, pool string) error {
 	// Records and slots are read before the instances: a runner recorded
 	// as started then and missing from the list after is really gone.
-	recs, err := s.runners.all(ctx)
+	recs, err := s.kv.runners.all(ctx)
 	if err != nil {
 		return err
 	}
