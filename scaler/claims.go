@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,6 +25,7 @@ const (
 // it to, so a job that started elsewhere still gets its own (which then
 // idles); only a job cancelled before it started needs none.
 type claimRec struct {
+	V              int        `json:"v,omitempty"` // schemaVersion that wrote it; 0: before versions
 	JobID          int64      `json:"job_id"`
 	Pool           string     `json:"pool"`
 	Repo           string     `json:"repo"`
@@ -53,6 +55,8 @@ type claimRec struct {
 
 // waiting reports whether the job still waits for a runner to take it.
 func (c claimRec) waiting() bool { return !c.Started && !c.Completed }
+
+func (c *claimRec) stamp() (newer bool) { return stampVersion(&c.V) }
 
 // A claim's transitions. Like a runner's, each changes the record in
 // place and reports whether it did; the store writes the result by
@@ -130,6 +134,7 @@ func (s claimStore) all(ctx context.Context) (map[string]entry[claimRec], error)
 // create writes a job's first claim; it fails with a conflict (see
 // isConflict) when the job has one.
 func (s claimStore) create(ctx context.Context, c claimRec) (uint64, error) {
+	c.V = schemaVersion
 	rev, err := s.kv.Create(ctx, jobKey(c.JobID), encode(c))
 	if err != nil {
 		return 0, fmt.Errorf("create claim %d: %w", c.JobID, err)
@@ -140,6 +145,10 @@ func (s claimStore) create(ctx context.Context, c claimRec) (uint64, error) {
 // swap writes c over the claim at revision rev; it fails with a
 // conflict when the claim moved meanwhile.
 func (s claimStore) swap(ctx context.Context, c claimRec, rev uint64) (uint64, error) {
+	if c.V > schemaVersion {
+		return 0, fmt.Errorf("update claim %d: %w", c.JobID, errNewerRecord)
+	}
+	c.V = schemaVersion
 	nrev, err := s.kv.Update(ctx, jobKey(c.JobID), encode(c), rev)
 	if err != nil {
 		return 0, fmt.Errorf("update claim %d: %w", c.JobID, err)
@@ -150,8 +159,12 @@ func (s claimStore) swap(ctx context.Context, c claimRec, rev uint64) (uint64, e
 // apply runs one transition on the job's claim by compare-and-set,
 // retrying on a concurrent write. It reports whether the job has a claim
 // and whether the transition changed it. A job without a claim is left
-// without one.
+// without one, and a claim written by a newer version is left as it is
+// (see schemaVersion).
 func (s claimStore) apply(ctx context.Context, job int64, t func(*claimRec) bool) (found, changed bool, err error) {
 	_, found, changed, err = update(ctx, s.kv, jobKey(job), t)
+	if errors.Is(err, errNewerRecord) {
+		return true, false, nil
+	}
 	return found, changed, err
 }

@@ -201,6 +201,11 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 			return nak(s.backoff(delivered))
 		}
 		switch {
+		case c.Found && c.Val.V > schemaVersion:
+			// Written by a newer ephemera during a rolling upgrade: the
+			// newer replicas serve this job.
+			s.m.jobs.WithLabelValues(pool.Name, "newer_version").Inc()
+			return nak(s.backoff(delivered))
 		case c.Found && c.Val.NoRunner:
 			s.m.jobs.WithLabelValues(pool.Name, "cancelled").Inc()
 			return ack()

@@ -155,6 +155,10 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		}
 		e, hasRec := w.recs[name]
 		rec := e.Val
+		if rec.V > schemaVersion {
+			booting++ // a newer ephemera's runner: it looks after it
+			continue
+		}
 		if !hasRec {
 			rec = runnerRec{
 				Name: in.Name, Pool: pool.Name, JobID: in.JobID, State: runnerStarted,
@@ -277,6 +281,8 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 // instance that came up after the list was taken has started since.
 func (p planner) orphanConfirmed(e entry[runnerRec], listedAt time.Time) bool {
 	switch {
+	case e.Found && e.Val.V > schemaVersion:
+		return false // a newer ephemera's runner: it looks after it
 	case e.Found && p.inProvisioning(e.Val):
 		return false
 	case e.Found && e.Val.StartedAt.After(listedAt.Add(-time.Second)):
@@ -309,6 +315,8 @@ func (p planner) slotGone(sl entry[string], recs map[string]entry[runnerRec], pr
 	}
 	rec, ok := recs[sl.Val]
 	switch {
+	case ok && rec.Val.V > schemaVersion:
+		return false // a newer ephemera's runner: it looks after it
 	case !ok:
 		// Between taking the slot and recording the runner, or a claimant
 		// that died there: wait out a provisioning's length.
@@ -331,7 +339,7 @@ func (p planner) planStuck(w *world) []action {
 	for _, key := range sortedKeys(w.claims) {
 		c := w.claims[key]
 		cl := c.Val
-		if _, ok := known[cl.Pool]; !ok || checks >= maxJobChecks || !cl.waiting() {
+		if _, ok := known[cl.Pool]; !ok || checks >= maxJobChecks || !cl.waiting() || cl.V > schemaVersion {
 			continue
 		}
 		switch cl.State {

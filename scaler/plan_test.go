@@ -277,6 +277,19 @@ func TestPlanPerPool(t *testing.T) {
 					status(now, 0, 0, 2, 0), topUp(-1)}
 			},
 		},
+		{
+			name: "a newer ephemera's runner is left alone, its slot kept, and counted booting",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-new", now.Add(-time.Hour))
+				in.State = StateStopped
+				r := started("eph-small-new", now)
+				r.V = schemaVersion + 1
+				gone := started("eph-small-newgone", now)
+				gone.V = schemaVersion + 1
+				return worldOf{recs: []runnerRec{r, gone}, insts: []Instance{in}, slots: map[string]string{"small.0": "eph-small-new", "small.1": "eph-small-newgone"}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0), topUp(1)} },
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -364,6 +377,13 @@ func TestPlanStuckJobs(t *testing.T) {
 			want: func(now time.Time, w *world) []action { return nil },
 		},
 		{
+			name: "a newer ephemera's claim is left alone",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{claim(now, claimClaimed, func(c *claimRec) { c.V = schemaVersion + 1 })}}
+			},
+			want: func(now time.Time, w *world) []action { return nil },
+		},
+		{
 			name: "at most maxJobChecks jobs are read on GitHub per pass",
 			world: func(now time.Time) worldOf {
 				var cs []claimRec
@@ -430,6 +450,7 @@ func TestOrphanConfirmed(t *testing.T) {
 			{"a registration whose record is being provisioned is not", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerProvisioning, Deadline: now.Add(time.Minute)}}, false},
 			{"a registration whose provisioning is past its deadline is", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerProvisioning, Deadline: now.Add(-time.Minute)}}, true},
 			{"a registration whose instance started after the list was taken is not", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerStarted, StartedAt: now}}, false},
+			{"a registration whose record a newer ephemera wrote is left to it", entry[runnerRec]{Found: true, Val: runnerRec{V: schemaVersion + 1, State: runnerStarted}}, false},
 			{"a registration whose instance started long before the list is", entry[runnerRec]{Found: true, Val: runnerRec{State: runnerStarted, StartedAt: now.Add(-time.Minute)}}, true},
 		}
 		for _, c := range cases {

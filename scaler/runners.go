@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,6 +36,7 @@ func (s runnerState) rank() int {
 
 // runnerRec is one runner's record in BucketRunners.
 type runnerRec struct {
+	V              int         `json:"v,omitempty"` // schemaVersion that wrote it; 0: before versions
 	Name           string      `json:"name"`
 	Pool           string      `json:"pool"`
 	JobID          int64       `json:"job_id,omitempty"` // the job it was created for
@@ -51,6 +53,8 @@ type runnerRec struct {
 	BusyJob        int64       `json:"busy_job,omitempty"`
 	DoneAt         time.Time   `json:"done_at,omitzero"`
 }
+
+func (r *runnerRec) stamp() (newer bool) { return stampVersion(&r.V) }
 
 // A runner's transitions. Each changes the record in place and reports
 // whether it did; one that does not apply (the record is past it
@@ -135,6 +139,7 @@ func (s runnerStore) all(ctx context.Context) (map[string]entry[runnerRec], erro
 
 // create records a new runner; it fails when the name is taken.
 func (s runnerStore) create(ctx context.Context, rec runnerRec) error {
+	rec.V = schemaVersion
 	if _, err := s.kv.Create(ctx, rec.Name, encode(rec)); err != nil {
 		return fmt.Errorf("record runner %s: %w", rec.Name, err)
 	}
@@ -143,9 +148,13 @@ func (s runnerStore) create(ctx context.Context, rec runnerRec) error {
 
 // apply runs one transition on the runner's record by compare-and-set
 // and reports whether it changed it. A runner without a record is left
-// without one.
+// without one, and a record written by a newer version is left as it is
+// (see schemaVersion).
 func (s runnerStore) apply(ctx context.Context, name string, t func(*runnerRec) bool) (bool, error) {
 	_, _, changed, err := update(ctx, s.kv, name, t)
+	if errors.Is(err, errNewerRecord) {
+		return false, nil
+	}
 	return changed, err
 }
 

@@ -115,6 +115,37 @@ func encode(v any) []byte {
 	return b
 }
 
+// Records carry the version of the schema that wrote them, so that two
+// versions of ephemera can run side by side during a rolling upgrade.
+// The rule: a reader writes a record only when it knows the record's
+// version (≤ its own schemaVersion), and then stamps it with its own;
+// a record of a newer version is read for what this version knows of it
+// and never rewritten, deleted or acted on by the reconciler here — the
+// newer replicas look after it. A version may only add fields whose zero
+// value means what the older version assumed; anything else bumps
+// schemaVersion, and the older replicas then leave such records alone.
+//
+// Versions: 0 — records written before versions; 1 — the same fields
+// and v.
+const schemaVersion = 1
+
+// errNewerRecord: the record was written by a newer version of ephemera;
+// this one leaves it alone.
+var errNewerRecord = errors.New("record written by a newer ephemera")
+
+// stampVersion stamps v with schemaVersion, unless it is newer: then it
+// reports so and leaves it.
+func stampVersion(v *int) (newer bool) {
+	if *v > schemaVersion {
+		return true
+	}
+	*v = schemaVersion
+	return false
+}
+
+// versioned records say which schema wrote them.
+type versioned interface{ stamp() (newer bool) }
+
 // update applies f to the record at key with compare-and-set, retrying on
 // a concurrent write. f returns false to leave the record as it is. A
 // missing key is left missing. It reports whether the key was found and
@@ -124,6 +155,9 @@ func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f fun
 		e, err := get[T](ctx, kv, key)
 		if err != nil || !e.Found {
 			return e.Val, false, false, err
+		}
+		if v, ok := any(&e.Val).(versioned); ok && v.stamp() {
+			return e.Val, true, false, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, errNewerRecord)
 		}
 		if !f(&e.Val) {
 			return e.Val, true, false, nil
