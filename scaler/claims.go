@@ -51,6 +51,12 @@ type claimRec struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 	RanOn       string    `json:"ran_on,omitempty"`
+	// Heartbeats says the owner keeps a liveness key (liveness.go): when
+	// it is gone, the claim is taken over before its deadline.
+	Heartbeats bool `json:"heartbeats,omitempty"`
+	// FencedAt is when the owner last confirmed, right before an
+	// irreversible step, that the claim is still its own.
+	FencedAt time.Time `json:"fenced_at,omitzero"`
 }
 
 // waiting reports whether the job still waits for a runner to take it.
@@ -65,7 +71,7 @@ func (c *claimRec) stamp() (newer bool) { return stampVersion(&c.V) }
 // claim names the runner owner is about to provision for the job, to be
 // done by deadline.
 func (c *claimRec) claim(runner, owner string, deadline time.Time) {
-	c.State, c.Runner, c.Owner = claimClaimed, runner, owner
+	c.State, c.Runner, c.Owner, c.Heartbeats = claimClaimed, runner, owner, true
 	c.Deadline, c.Attempts = deadline.UTC(), c.Attempts+1
 }
 
@@ -80,6 +86,16 @@ func (c *claimRec) takeOver(runner, owner string, now, deadline time.Time) {
 // next delivery, anywhere, starts afresh.
 func (c *claimRec) giveBack() {
 	c.State, c.Runner, c.Owner = claimWaiting, "", ""
+}
+
+// fence confirms that the claim is still owner's, for runner, and being
+// provisioned; it reports false when it is not.
+func (c *claimRec) fence(runner, owner string, now time.Time) bool {
+	if c.Runner != runner || c.Owner != owner || c.State != claimClaimed {
+		return false
+	}
+	c.FencedAt = now.UTC()
+	return true
 }
 
 // expire ends the claim's deadline now, so that the reconciler may serve
@@ -114,6 +130,30 @@ func (c *claimRec) completed(noRunner bool, at time.Time) bool {
 	c.Completed, c.CompletedAt = true, at
 	c.NoRunner = noRunner && !c.Started && c.State == claimWaiting
 	return true
+}
+
+// fence runs claimRec.fence by compare-and-set: it reports whether the
+// claim is still owner's for runner, having moved its revision, so that a
+// takeover that read it before fails.
+// It returns the claim's new revision.
+func (s claimStore) fence(ctx context.Context, job int64, runner, owner string, now time.Time) (uint64, bool, error) {
+	for range 20 {
+		e, err := s.get(ctx, job)
+		if err != nil {
+			return 0, false, err
+		}
+		if !e.Found || e.Val.V > schemaVersion || !e.Val.fence(runner, owner, now) {
+			return 0, false, nil
+		}
+		rev, err := s.swap(ctx, e.Val, e.Rev)
+		if err == nil {
+			return rev, true, nil
+		}
+		if !isConflict(err) {
+			return 0, false, err
+		}
+	}
+	return 0, false, fmt.Errorf("fence claim %d: too much contention", job)
 }
 
 func jobKey(id int64) string { return strconv.FormatInt(id, 10) }

@@ -227,7 +227,7 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		case c.Val.State == claimProvisioned:
 			s.m.jobs.WithLabelValues(pool.Name, "duplicate").Inc()
 			return ack()
-		case s.now().Before(c.Val.Deadline.Add(takeoverGrace)):
+		case s.now().Before(c.Val.Deadline.Add(takeoverGrace)) && !s.ownerGone(ctx, c.Val.Owner, c.Val.Heartbeats):
 			// Being provisioned (by us or another replica): look again later.
 			return nak(s.cfg.CapacityRetry)
 		default:
@@ -292,8 +292,15 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 	}
 	err := s.provision(ctx, provisionReq{
 		pool: pool, name: claim.Runner, jobID: ev.JobID, inst: ev.InstallationID,
-		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() },
+		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() }, claimRev: &rev,
 	})
+	if errors.Is(err, errFenced) {
+		// Taken over while this replica was paused or cut off: the job
+		// is another replica's now, and what was done here is undone.
+		s.m.jobs.WithLabelValues(pool.Name, "fenced").Inc()
+		log.Warn().Err(err).Msg("job taken over by another replica mid-provisioning; undone here")
+		return ack()
+	}
 	if err != nil {
 		// Give the claim back so that the next delivery, anywhere, starts afresh.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
 // The reconciler runs on one replica at a time: the holder of the lease
@@ -89,7 +91,8 @@ func (s *Scaler) lead(ctx context.Context) error {
 	defer func() { <-renewed }()
 	t := time.NewTicker(min(renewEvery, 100*time.Millisecond))
 	defer t.Stop()
-	var last time.Time
+	var last, lastLook time.Time
+	var alive map[string]bool
 	was := false
 	for {
 		select {
@@ -98,10 +101,32 @@ func (s *Scaler) lead(ctx context.Context) error {
 		case <-t.C:
 		}
 		held := l.held.Load()
-		if held && (!was || s.now().Sub(last) >= s.cfg.Interval) {
+		lost := false
+		if held && s.now().Sub(lastLook) >= s.cfg.LivenessTTL/5 {
+			lastLook = s.now()
+			lost, alive = s.replicaLost(ctx, alive)
+		}
+		if held && (!was || lost || s.now().Sub(last) >= s.cfg.Interval) {
 			last = s.now()
 			s.reconcile(ctx)
 		}
 		was = held
 	}
+}
+
+// replicaLost reads which replicas are alive and reports whether one of
+// those in before is not any more: its in-flight provisioning is to be
+// taken over now, not at the next interval.
+func (s *Scaler) replicaLost(ctx context.Context, before map[string]bool) (bool, map[string]bool) {
+	now, err := s.replicasAlive(ctx)
+	if err != nil {
+		return false, before
+	}
+	for id := range before {
+		if !now[id] {
+			s.log.Info().Str(logkey.PreviousOwner, id).Msg("replica's liveness key gone: taking its work over")
+			return true, now
+		}
+	}
+	return false, now
 }

@@ -26,6 +26,9 @@ type world struct {
 	insts  map[string]Instance
 	gh     map[string]GitHubRunner
 	ghOK   bool // gh was read: GitHub-side decisions may be taken
+	// alive lists the replicas whose liveness key exists; nil when it
+	// could not be read (then every owner counts as alive).
+	alive map[string]bool
 	// listedAt is when the instance list was asked for.
 	listedAt time.Time
 }
@@ -111,6 +114,7 @@ type planner struct {
 	provisionTimeout time.Duration
 	interval         time.Duration
 	now              time.Time
+	alive            map[string]bool // the world's; set by plan
 }
 
 func (s *Scaler) planner() planner {
@@ -125,6 +129,7 @@ func (s *Scaler) planner() planner {
 // release, the status, and — when GitHub was read — trim and top-up;
 // then the stuck jobs.
 func (p planner) plan(w *world) []action {
+	p.alive = w.alive
 	var out []action
 	for _, pool := range p.pools {
 		out = append(out, p.planPool(pool, w)...)
@@ -136,9 +141,15 @@ func (p planner) plan(w *world) []action {
 }
 
 // inProvisioning reports whether a runner's record says it is being
-// provisioned, within its deadline.
+// provisioned, within its deadline, by a replica that is alive.
 func (p planner) inProvisioning(r runnerRec) bool {
-	return r.State == runnerProvisioning && p.now.Before(r.Deadline.Add(takeoverGrace))
+	return r.State == runnerProvisioning && p.now.Before(r.Deadline.Add(takeoverGrace)) && !p.gone(r.Owner, r.Heartbeats)
+}
+
+// gone reports whether owner, a replica that heartbeats, has no liveness
+// key in w: it is dead, paused or cut off.
+func (p planner) gone(owner string, heartbeats bool) bool {
+	return heartbeats && owner != "" && p.alive != nil && !p.alive[owner]
 }
 
 func (p planner) planPool(pool config.Pool, w *world) []action {
@@ -190,6 +201,10 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		case !w.ghOK:
 			// Without GitHub's view, idle and booting cannot be told apart.
 			booting++
+		case w.ghOK && p.superseded(rec, in, w):
+			// Its job's claim names another runner: a replica that was
+			// paused or cut off created it after the job was taken over.
+			del("superseded", "job-bound runner whose job's claim names another runner", onGH)
 		case onGH && ghr.Online && ghr.Busy:
 			busy++
 			if rec.State.rank() < runnerBusy.rank() {
@@ -213,7 +228,7 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 			if now.Sub(rec.DoneAt) > p.bootstrapTimeout {
 				del("delete_finished", "runner finished long ago but its instance still runs", onGH)
 			}
-		case now.Sub(in.CreatedAt) > p.bootstrapTimeout && (rec.State != runnerProvisioning || now.After(rec.Deadline.Add(takeoverGrace))):
+		case now.Sub(in.CreatedAt) > p.bootstrapTimeout && !p.inProvisioning(rec):
 			del("bootstrap_timeout", "runner did not come online within bootstrap_timeout", onGH)
 		default:
 			booting++
@@ -275,6 +290,20 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 	return out
 }
 
+// superseded reports whether in is a job-bound runner whose job's claim
+// now names another runner (and is one this version understands): two
+// job-bound runners for one job must not exist at once, and the claim's
+// is the one that stays. A superseded runner busy with a job is kept:
+// GitHub refuses its removal.
+func (p planner) superseded(rec runnerRec, in Instance, w *world) bool {
+	job := cmp.Or(rec.JobID, in.JobID)
+	if job == 0 {
+		return false
+	}
+	c, ok := w.claims[jobKey(job)]
+	return ok && c.Val.V <= schemaVersion && c.Val.Runner != "" && c.Val.Runner != in.Name
+}
+
 // orphanConfirmed reports whether a registration planned for removal as
 // an orphan still is one, given its record read again just before: a
 // provisioning that started after KV was read has its record now, and an
@@ -322,7 +351,7 @@ func (p planner) slotGone(sl entry[string], recs map[string]entry[runnerRec], pr
 		// that died there: wait out a provisioning's length.
 		return p.now.Sub(sl.Created) > p.provisionTimeout+takeoverGrace
 	case rec.Val.State == runnerProvisioning:
-		return p.now.After(rec.Val.Deadline.Add(takeoverGrace))
+		return !p.inProvisioning(rec.Val)
 	default:
 		return true
 	}
@@ -354,7 +383,7 @@ func (p planner) planStuck(w *world) []action {
 				continue // other jobs' runners may take it meanwhile
 			}
 		case claimClaimed:
-			if p.now.Before(cl.Deadline.Add(takeoverGrace + 2*p.interval)) {
+			if p.now.Before(cl.Deadline.Add(takeoverGrace+2*p.interval)) && !p.gone(cl.Owner, cl.Heartbeats) {
 				continue
 			}
 			if _, ok := w.insts[cl.Runner]; ok {

@@ -34,6 +34,7 @@ type worldOf struct {
 	insts  []Instance
 	gh     []GitHubRunner
 	noGH   bool
+	alive  []string // replicas with a liveness key; nil: liveness not read
 }
 
 func (wo worldOf) build(now time.Time) *world {
@@ -53,6 +54,12 @@ func (wo worldOf) build(now time.Time) *world {
 	}
 	for _, g := range wo.gh {
 		w.gh[g.Name] = g
+	}
+	if wo.alive != nil {
+		w.alive = map[string]bool{}
+		for _, r := range wo.alive {
+			w.alive[r] = true
+		}
 	}
 	return w
 }
@@ -278,6 +285,46 @@ func TestPlanPerPool(t *testing.T) {
 			},
 		},
 		{
+			name: "a runner being provisioned by a replica whose liveness key is gone is abandoned: its slot is released before its deadline",
+			world: func(now time.Time) worldOf {
+				dead, live, old := started("eph-small-dead", now), started("eph-small-live", now), started("eph-small-old", now)
+				for _, r := range []*runnerRec{&dead, &live, &old} {
+					r.State, r.Deadline, r.Heartbeats = runnerProvisioning, now.Add(time.Minute), true
+				}
+				dead.Owner, live.Owner, old.Owner, old.Heartbeats = "r-dead", "r-live", "r-old", false
+				return worldOf{recs: []runnerRec{dead, live, old}, alive: []string{"r-live"},
+					slots: map[string]string{"small.0": "eph-small-dead", "small.1": "eph-small-live", "small.2": "eph-small-old"}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actReleaseSlot, Pool: "small", Runner: "eph-small-dead", Slot: "small.0", SlotRev: 7}, status(now, 0, 0, 2, 0), topUp(-1)}
+			},
+		},
+		{
+			name: "a job-bound instance whose job's claim names another runner is removed, GitHub first",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-late", now)
+				r.JobID = 1
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-late", now)}, gh: []GitHubRunner{{ID: 4, Name: "eph-small-late", Online: true}},
+					claims: []claimRec{{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-next"}}}
+			},
+			want: func(now time.Time) []action {
+				r := started("eph-small-late", now)
+				r.JobID = 1
+				return []action{{Kind: actDelete, Pool: "small", Runner: "eph-small-late", Rec: r, GitHubID: 4, Count: "superseded", Reason: "job-bound runner whose job's claim names another runner"},
+					status(now, 0, 0, 0, 0), topUp(1)}
+			},
+		},
+		{
+			name: "a job-bound instance its job's claim names, or whose job has no claim, is not superseded",
+			world: func(now time.Time) worldOf {
+				a, b := started("eph-small-a", now), started("eph-small-b", now)
+				a.JobID, b.JobID = 1, 2
+				return worldOf{recs: []runnerRec{a, b}, insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
+					claims: []claimRec{{JobID: 1, Pool: "small", State: claimProvisioned, Runner: "eph-small-a"}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 2, 0), topUp(1)} },
+		},
+		{
 			name: "a newer ephemera's runner is left alone, its slot kept, and counted booting",
 			world: func(now time.Time) worldOf {
 				in := running("eph-small-new", now.Add(-time.Hour))
@@ -296,7 +343,9 @@ func TestPlanPerPool(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				now := time.Now()
 				p := testPlanner(now)
-				got := p.planPool(small, c.world(now).build(now))
+				w := c.world(now).build(now)
+				p.alive = w.alive
+				got := p.planPool(small, w)
 				if diff := cmp.Diff(c.want(now), got, planOpts); diff != "" {
 					t.Errorf("plan (-want +got):\n%s", diff)
 				}
@@ -340,6 +389,21 @@ func TestPlanStuckJobs(t *testing.T) {
 				return worldOf{claims: []claimRec{claim(now, claimClaimed, func(c *claimRec) { c.Deadline = now.Add(-30 * time.Second) })}}
 			},
 			want: func(now time.Time, w *world) []action { return nil },
+		},
+		{
+			name: "a claim within its deadline whose owner's liveness key is gone is checked at once",
+			world: func(now time.Time) worldOf {
+				return worldOf{alive: []string{"r-live"}, claims: []claimRec{
+					claim(now, claimClaimed, func(c *claimRec) { c.Deadline, c.Owner, c.Heartbeats = now.Add(time.Minute), "r-dead", true }),
+					claim(now, claimClaimed, func(c *claimRec) {
+						c.JobID, c.Deadline, c.Owner, c.Heartbeats = 2, now.Add(time.Minute), "r-live", true
+					}),
+					claim(now, claimClaimed, func(c *claimRec) { c.JobID, c.Deadline, c.Owner = 3, now.Add(time.Minute), "r-old" }),
+				}}
+			},
+			want: func(now time.Time, w *world) []action {
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+			},
 		},
 		{
 			name: "a provisioned claim whose runner is gone is checked on GitHub, with the runner's record to clean up",
@@ -406,7 +470,9 @@ func TestPlanStuckJobs(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				now := time.Now()
 				w := c.world(now).build(now)
-				if diff := cmp.Diff(c.want(now, w), testPlanner(now).planStuck(w), planOpts); diff != "" {
+				p := testPlanner(now)
+				p.alive = w.alive
+				if diff := cmp.Diff(c.want(now, w), p.planStuck(w), planOpts); diff != "" {
 					t.Errorf("plan (-want +got):\n%s", diff)
 				}
 			})

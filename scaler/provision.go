@@ -21,6 +21,9 @@ type provisionReq struct {
 	// heartbeat, when set, is called every AckWait/3 while the work runs,
 	// so that JetStream does not redeliver the message meanwhile.
 	heartbeat func()
+	// claimRev, for a job, is the revision of its claim as this replica
+	// last wrote it; each fence moves it.
+	claimRev *uint64
 }
 
 // undoTimeout bounds the clean-up of a half-done provisioning.
@@ -86,7 +89,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 
 	rec := runnerRec{
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, InstallationID: r.inst, Owner: s.cfg.ReplicaID,
-		State: runnerProvisioning, Slot: slot, CreatedAt: s.now().UTC(), Deadline: r.deadline.UTC(),
+		State: runnerProvisioning, Slot: slot, CreatedAt: s.now().UTC(), Deadline: r.deadline.UTC(), Heartbeats: true,
 	}
 	if err := s.kv.runners.create(ctx, rec); err != nil {
 		return err
@@ -99,6 +102,9 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	}
 	if err := s.jit.wait(ctx); err != nil {
 		return fmt.Errorf("wait for jit registration: %w", err)
+	}
+	if err := s.fence(ctx, r, slot); err != nil {
+		return err
 	}
 	reg, err := s.register(ctx, Registration{Name: r.name, Labels: r.pool.Labels, InstallationID: r.inst})
 	if err != nil {
@@ -118,6 +124,9 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		return s.cfg.Provisioner.Delete(ctx, r.name)
 	})
 
+	if err := s.fence(ctx, r, slot); err != nil {
+		return err
+	}
 	err = s.cfg.Provisioner.Create(ctx, InstanceSpec{
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, JITConfig: reg.JITConfig, PolicyToken: token,
 	})

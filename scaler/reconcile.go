@@ -61,6 +61,9 @@ func (s *Scaler) observe(ctx context.Context) (*world, error) {
 			w.gh[r.Name] = r
 		}
 	}
+	if w.alive, err = s.replicasAlive(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("reconcile: cannot read which replicas are alive; owners count as alive")
+	}
 	w.listedAt = s.now()
 	insts, err := s.cfg.Provisioner.List(ctx)
 	if err != nil {
@@ -303,7 +306,11 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 		}
 		return // a replica moved it meanwhile
 	}
-	err = s.provision(ctx, provisionReq{pool: p, name: cl.Runner, jobID: cl.JobID, inst: cl.InstallationID, since: now, deadline: cl.Deadline})
+	err = s.provision(ctx, provisionReq{pool: p, name: cl.Runner, jobID: cl.JobID, inst: cl.InstallationID, since: now, deadline: cl.Deadline, claimRev: &rev})
+	if errors.Is(err, errFenced) {
+		log.Warn().Err(err).Msg("stuck job taken over by another replica mid-provisioning; undone here")
+		return
+	}
 	if err != nil {
 		log.Warn().Err(err).Msg("re-provision stuck job; a later pass tries again")
 		cl.expire(s.now())

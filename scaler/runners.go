@@ -52,6 +52,9 @@ type runnerRec struct {
 	IdleSince      time.Time   `json:"idle_since,omitzero"`
 	BusyJob        int64       `json:"busy_job,omitempty"`
 	DoneAt         time.Time   `json:"done_at,omitzero"`
+	// Heartbeats says the owner keeps a liveness key (liveness.go): when
+	// it is gone, a provisioning is abandoned before its deadline.
+	Heartbeats bool `json:"heartbeats,omitempty"`
 }
 
 func (r *runnerRec) stamp() (newer bool) { return stampVersion(&r.V) }

@@ -61,6 +61,10 @@ type Config struct {
 	// ShutdownGrace is how long in-flight work may finish after ctx ends
 	// before it is cancelled and undone. Default 10s.
 	ShutdownGrace time.Duration
+	// LivenessTTL is how long a replica's liveness key outlives its last
+	// renewal (every LivenessTTL/5): a replica silent for that long has
+	// its in-flight provisioning taken over. Default 5s.
+	LivenessTTL time.Duration
 	// Replicas of the KV buckets (nats.replicas). Default 1.
 	Replicas int
 	// Consumer is the durable consumer's name. Default "ephemera-scaler".
@@ -123,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	def(&cfg.CapacityRetry, 2*time.Second)
 	def(&cfg.ShutdownGrace, 10*time.Second)
 	def(&cfg.RedeliverLookback, time.Hour)
+	def(&cfg.LivenessTTL, 5*time.Second)
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = -1
 	}
@@ -170,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	if s.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
-	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.Replicas, s.leaseTTL()); err != nil {
+	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.Replicas, s.leaseTTL(), cfg.LivenessTTL); err != nil {
 		return nil, err
 	}
 	if s.cons, err = ensureConsumer(ctx, cfg.JetStream, cfg); err != nil {
@@ -185,9 +190,15 @@ func (s *Scaler) now() time.Time { return s.cfg.Now() }
 func (s *Scaler) leaseTTL() time.Duration { return max(3*s.cfg.Interval, time.Second) }
 
 // Run consumes job events, keeps the slot view current, sweeps full pools
-// on request and, while this replica holds the lease, reconciles. It
-// returns when ctx ends, after in-flight work finished or was undone.
+// on request and, while this replica holds the lease, reconciles; all the
+// while it renews its liveness key. It returns when ctx ends, after
+// in-flight work finished or was undone, and only then deletes the key.
 func (s *Scaler) Run(ctx context.Context) error {
+	s.beat(ctx) // alive before the first claim
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); s.heartbeat(hbCtx) }()
+	defer func() { stopHB(); <-hbDone }()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.watchSlots(ctx) })
 	g.Go(func() error { return s.sweeper(ctx) })

@@ -123,6 +123,30 @@ func (s *Scaler) claimSlot(ctx context.Context, pool config.Pool, runner string)
 	return "", errPoolFull
 }
 
+// fenceSlot confirms that slot key still names runner, rewriting it at
+// its revision so that a release of it as abandoned, at the revision it
+// saw, fails.
+func (s *Scaler) fenceSlot(ctx context.Context, key, runner string) (bool, error) {
+	e, err := s.kv.slots.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("fence slot %s: %w", key, err)
+	}
+	if string(e.Value()) != string(encode(runner)) {
+		return false, nil
+	}
+	_, err = s.kv.slots.Update(ctx, key, e.Value(), e.Revision())
+	if isConflict(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("fence slot %s: %w", key, err)
+	}
+	return true, nil
+}
+
 // releaseSlot frees key if it still names runner.
 func (s *Scaler) releaseSlot(ctx context.Context, key, runner string) error {
 	if key == "" {

@@ -44,9 +44,10 @@ type stores struct {
 	claims                    claimStore
 	runners                   runnerStore
 	slots, leader, meta, done jetstream.KeyValue
+	alive                     jetstream.KeyValue // liveness.go
 }
 
-func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (*stores, error) {
+func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
 	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Replicas: replicas, Storage: jetstream.FileStorage, History: 1,
@@ -74,6 +75,9 @@ func openStores(ctx context.Context, js jetstream.JetStream, replicas int, lease
 		return nil, err
 	}
 	if st.done, err = mk(BucketDone, "ephemera completed jobs: a late or replayed queued delivery provisions nothing", MaxJobAge); err != nil {
+		return nil, err
+	}
+	if st.alive, err = mk(BucketAlive, "ephemera scaler replicas alive: one key per replica, renewed while it runs", livenessTTL); err != nil {
 		return nil, err
 	}
 	return &st, nil

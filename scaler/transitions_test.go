@@ -103,13 +103,31 @@ func TestClaimTransitions(t *testing.T) {
 		}{
 			{"a waiting claim is claimed for a runner, keeping when the job was first seen",
 				claim(claimWaiting, nil), func(c *claimRec) bool { c.claim("eph-small-a", "r1", deadline); return true },
-				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Deadline, c.Attempts = "eph-small-a", "r1", deadline, 1 }), true},
+				claim(claimClaimed, func(c *claimRec) {
+					c.Runner, c.Owner, c.Deadline, c.Attempts, c.Heartbeats = "eph-small-a", "r1", deadline, 1, true
+				}), true},
 			{"a claim taken over starts afresh now, one attempt more",
 				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Attempts = "eph-small-a", "r1", 1 }),
 				func(c *claimRec) bool { c.takeOver("eph-small-b", "r2", now, deadline); return true },
 				claim(claimClaimed, func(c *claimRec) {
-					c.Runner, c.Owner, c.Deadline, c.Attempts, c.ClaimedAt = "eph-small-b", "r2", deadline, 2, now
+					c.Runner, c.Owner, c.Deadline, c.Attempts, c.ClaimedAt, c.Heartbeats = "eph-small-b", "r2", deadline, 2, now, true
 				}), true},
+			{"a claim still its owner's for its runner is fenced: the owner may go on",
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner = "eph-small-a", "r1" }),
+				func(c *claimRec) bool { return c.fence("eph-small-a", "r1", now) },
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.FencedAt = "eph-small-a", "r1", now }), true},
+			{"a claim taken over by another replica fences its old owner out",
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner = "eph-small-b", "r2" }),
+				func(c *claimRec) bool { return c.fence("eph-small-a", "r1", now) },
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner = "eph-small-b", "r2" }), false},
+			{"a claim the same replica took over again for a new runner fences the old runner out",
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner = "eph-small-b", "r1" }),
+				func(c *claimRec) bool { return c.fence("eph-small-a", "r1", now) },
+				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner = "eph-small-b", "r1" }), false},
+			{"a claim given back meanwhile fences its old owner out",
+				claim(claimWaiting, nil),
+				func(c *claimRec) bool { return c.fence("eph-small-a", "r1", now) },
+				claim(claimWaiting, nil), false},
 			{"a claim whose provisioning failed goes back to waiting without a runner",
 				claim(claimClaimed, func(c *claimRec) { c.Runner, c.Owner, c.Attempts = "eph-small-a", "r1", 1 }),
 				func(c *claimRec) bool { c.giveBack(); return true },
