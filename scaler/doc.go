@@ -15,6 +15,21 @@
 // implements [HookDeliveries] gets failed webhooks redelivered.
 // One-time policy tokens come from a [TokenMinter].
 //
+// # State: one owner per record
+//
+// Job claims (BucketJobs) and runner records (BucketRunners) are each
+// owned by a store type, claimStore in claims.go and runnerStore in
+// runners.go: every write goes through them, and every change of state
+// through one of the record's transitions (claimRec.claim, takeOver,
+// giveBack, provisioned, started, completed, fence; runnerRec.created,
+// busy, idle, done, …). A transition is a pure method that moves the
+// record forward or reports that it does not apply, so replaying an event
+// changes nothing; the store runs it by compare-and-set. Records carry
+// the schema version that wrote them, and a replica never rewrites a
+// record of a newer version (the rule is in state.go), so two versions
+// can run side by side during a rolling upgrade. One clock, Config.Now,
+// is read by every decision.
+//
 // # Consuming jobs
 //
 // All replicas share one durable pull consumer on the job stream. For a
@@ -47,12 +62,23 @@
 // processed (not JSON, unknown version or pool) is terminated with a
 // reason, logged and counted.
 //
-// A claimant that dies mid-way leaves its claim "claimed" past its
-// deadline (every step of a provisioning is bounded by it). The next
-// delivery of the job takes the claim over by compare-and-set: it adopts
-// the dead claimant's instance when that exists, and otherwise cleans up
-// after it and provisions afresh. So two job-bound runners for one job
-// never exist at the same time.
+// A claimant that dies, or is paused or cut off, mid-way leaves its claim
+// "claimed". Each replica keeps a liveness key in BucketAlive (TTL
+// LivenessTTL, 5s by default, renewed every second), and a claim whose
+// claimant's key is gone — or, for claims written before liveness, whose
+// deadline passed (every step of a provisioning is bounded by it) — is
+// taken over by compare-and-set: by the next delivery of the job, and by
+// the leader, which reconciles as soon as a key vanishes. The taker adopts
+// the claimant's instance when that exists, and otherwise cleans up after
+// it and provisions afresh. A claimant that wakes up is fenced out: right
+// before its JIT registration and its instance create it re-checks, by
+// compare-and-set on its slot and its claim, that both still name its
+// runner, and undoes otherwise. The window that remains — a pause inside
+// the create call itself — and how it is closed are described in
+// liveness.go: the claimant's own check when it marks the claim
+// provisioned, and the reconciler's removal of any job-bound instance
+// whose job's claim names another runner. So two job-bound runners for
+// one job never outlast one create call and one reconcile pass.
 //
 // in_progress and completed events move the runner's record forward
 // (observing ephemera_job_wait_seconds once per runner) and mark the job's
@@ -85,17 +111,26 @@
 //
 // One replica at a time reconciles: the holder of the lease key in
 // BucketLeader (TTL 3 × interval, renewed by compare-and-set every
-// interval/2 on its own goroutine, deleted on shutdown). Every interval it
-// reads KV, then GitHub's runner list (once, paginated by 100), then the
-// provisioner's instances, and per pool:
+// interval/2 on its own goroutine, deleted on shutdown). Every interval,
+// and at once when a replica's liveness key vanishes, it reads the world
+// — KV, then GitHub's runner list (once, paginated by 100), then the
+// provisioner's instances, then the live replicas — and plans the pass
+// as a pure function of that reading and the clock (plan.go: planner.plan
+// → []action, unit-tested case by case), then applies the plan
+// (reconcile.go), re-checking just before acting what may have changed
+// since the reading. Per pool, the plan:
 //
 //   - adopts instances KV does not know (and gives them a slot);
+//   - removes job-bound instances whose job's claim names another runner
+//     (superseded), GitHub first;
 //   - deletes finished instances (stopped, error), and instances whose
 //     runner never came online within bootstrap_timeout — the
 //     registration first (GitHub's 422 means busy: leave it);
 //   - removes GitHub registrations named eph-<pool>-… that have no
 //     instance and are not being provisioned;
-//   - releases the slots of instances that are gone;
+//   - releases the slots of instances that are gone, and of provisionings
+//     whose replica is gone (the same planSlots serves the sweep a full
+//     pool asks for);
 //   - trims idle runners above min_idle that have been idle longer than
 //     idle_grace, longest idle first: unregister on GitHub first, and
 //     delete the instance only when GitHub accepted;
