@@ -21,7 +21,7 @@ import (
 // bounded by the deadline, so by then it has given up.
 const takeoverGrace = time.Second
 
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+func ensureConsumer(ctx context.Context, js jetstream.StreamConsumerManager, cfg Config) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, jobs.Stream, jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "ephemera scaler replicas: workflow_job events",

@@ -23,13 +23,23 @@ type TokenMinter interface {
 	Mint(ctx context.Context, runnerName string) (string, error)
 }
 
+// JetStream is what the scaler uses of a JetStream context, nats.go's
+// role interfaces: its key-value buckets, and the shared consumer on the
+// job stream. A jetstream.JetStream is one.
+type JetStream interface {
+	jetstream.KeyValueManager
+	jetstream.StreamConsumerManager
+}
+
+var _ JetStream = jetstream.JetStream(nil)
+
 // Config configures a Scaler. Zero optional fields take the defaults named.
 type Config struct {
-	Pools       []config.Pool       // required, at least one
-	JetStream   jetstream.JetStream // required; the job stream must exist
-	Provisioner Provisioner         // required
-	GitHub      GitHub              // required
-	Tokens      TokenMinter         // required
+	Pools       []config.Pool // required, at least one
+	JetStream   JetStream     // required; the job stream must exist
+	Provisioner Provisioner   // required
+	GitHub      GitHub        // required
+	Tokens      TokenMinter   // required
 
 	// Reconcile loop timing (reconcile.*). Defaults 30s, 10m, 2m.
 	Interval         time.Duration

@@ -47,7 +47,7 @@ type stores struct {
 	alive                     jetstream.KeyValue // liveness.go
 }
 
-func openStores(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
+func openStores(ctx context.Context, js jetstream.KeyValueManager, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
 	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Replicas: replicas, Storage: jetstream.FileStorage, History: 1,

@@ -51,7 +51,7 @@ func (s *Scaler) writeStatus(ctx context.Context, pool string, c poolCounts) {
 // ReadStatus reads every pool's status from the scaler's KV buckets only;
 // it needs no GitHub, no LXD and no running scaler. A bucket that does not
 // exist yet reads as empty.
-func ReadStatus(ctx context.Context, js jetstream.JetStream, pools []config.Pool) ([]PoolStatus, error) {
+func ReadStatus(ctx context.Context, js jetstream.KeyValueManager, pools []config.Pool) ([]PoolStatus, error) {
 	out := make([]PoolStatus, 0, len(pools))
 	idx := map[string]int{}
 	for i, p := range pools {
