@@ -15,7 +15,7 @@ cpu: Intel(R) Xeon(R) Processor
 BenchmarkIntake-2   	       1	  1000 ns/op	     12401 full-deliveries/s	        15.0 full-p99-ms	        94.1 full/bare-%
 PASS
 pkg: github.com/ephemera-ci/ephemera/scaler
-BenchmarkQueuedToCreate/200/s-2   	1	 3.1 p99-ms
+BenchmarkQueuedToCreate/2/s-2   	1	 3.1 p99-ms
 ok  	github.com/ephemera-ci/ephemera/scaler	1.0s
 pkg: github.com/ephemera-ci/ephemera/lxdprov
 BenchmarkLXDBusyboxContainers-2   	1	 1.103 con20-delete-p50-vs-raw	 2141 con20-delete-p50-ms
@@ -34,7 +34,7 @@ func TestParseKeepsEveryFigureWithItsCommandAndAim(t *testing.T) {
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full-deliveries/s", Value: 12401, Aim: "≥ 5,000/s", AimMet: &yes, Command: intake},
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full-p99-ms", Value: 15, Aim: "< 20 ms", AimMet: &yes, Command: intake},
 		{Package: "github.com/ephemera-ci/ephemera/webhook", Benchmark: "BenchmarkIntake", Metric: "full/bare-%", Value: 94.1, Aim: "≥ 90%", AimMet: &yes, Command: intake},
-		{Package: "github.com/ephemera-ci/ephemera/scaler", Benchmark: "BenchmarkQueuedToCreate/200/s", Metric: "p99-ms", Value: 3.1, Aim: "< 50 ms", AimMet: &yes, Command: "go test -run '^$' -bench '^BenchmarkQueuedToCreate$' -benchtime 1x ./scaler/"},
+		{Package: "github.com/ephemera-ci/ephemera/scaler", Benchmark: "BenchmarkQueuedToCreate/2/s", Metric: "p99-ms", Value: 3.1, Aim: "< 50 ms", AimMet: &yes, Command: "go test -run '^$' -bench '^BenchmarkQueuedToCreate$' -benchtime 1x ./scaler/"},
 		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXDBusyboxContainers", Metric: "con20-delete-p50-vs-raw", Value: 1.103, Aim: "≤ 1.10", AimMet: &no, Command: lxd},
 		{Package: "github.com/ephemera-ci/ephemera/lxdprov", Benchmark: "BenchmarkLXDBusyboxContainers", Metric: "con20-delete-p50-ms", Value: 2141, Command: lxd},
 	}
