@@ -526,3 +526,32 @@ func TestOrphanConfirmed(t *testing.T) {
 		}
 	})
 }
+
+func TestPlanCoversEveryPoolThenStuckJobsOnlyWhenGitHubWasRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		large := config.Pool{Name: "large", MinIdle: 0, Max: 2}
+		p := testPlanner(now)
+		p.pools = []config.Pool{small, large}
+		stuck := claimRec{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-a", Deadline: now.Add(-time.Hour)}
+		for _, c := range []struct {
+			name string
+			noGH bool
+			want func(w *world) []action
+		}{
+			{"with GitHub's list: both pools, then the stuck job", false, func(w *world) []action {
+				return []action{status(now, 0, 0, 0, 0), topUp(1),
+					{Kind: actStatus, Pool: "large", Counts: poolCounts{At: now.UTC()}}, {Kind: actTopUp, Pool: "large"},
+					{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+			}},
+			{"without it: the pools' census and status only", true, func(w *world) []action {
+				return []action{status(now, 0, 0, 0, 0), {Kind: actStatus, Pool: "large", Counts: poolCounts{At: now.UTC()}}}
+			}},
+		} {
+			w := worldOf{claims: []claimRec{stuck}, noGH: c.noGH}.build(now)
+			if diff := cmp.Diff(c.want(w), p.plan(w), planOpts); diff != "" {
+				t.Errorf("%s: plan (-want +got):\n%s", c.name, diff)
+			}
+		}
+	})
+}
