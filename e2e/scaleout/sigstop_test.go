@@ -1,4 +1,4 @@
-package main
+package scaleout
 
 import (
 	"context"
@@ -18,8 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/demo"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/internal/jobs"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
@@ -43,7 +45,8 @@ func TestASIGSTOPpedScalerIsTakenOverInSecondsAndFencedWhenItWakes(t *testing.T)
 	if testing.Short() {
 		t.Skip("scaler processes on LXD")
 	}
-	requireStandinImage(t)
+	e2etest.RequireStandinImage(t)
+	e2etest.TakeTurn(t)
 	b, srv := bustest.Open(t)
 	fake, err := githubfake.Start()
 	if err != nil {
@@ -51,20 +54,20 @@ func TestASIGSTOPpedScalerIsTakenOverInSecondsAndFencedWhenItWakes(t *testing.T)
 	}
 	t.Cleanup(fake.Close)
 
-	name := "f" + randomHex(2)
-	p := config.Pool{Name: name, Labels: []string{"self-hosted", "linux", name}, InstanceType: "container", Image: standinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 0, Max: 2, Profiles: []string{"default"}}
+	name := "f" + demo.RandomHex(2)
+	p := config.Pool{Name: name, Labels: []string{"self-hosted", "linux", name}, InstanceType: "container", Image: e2etest.StandinImage, CPU: 1, Memory: 256 << 20, Disk: 1 << 30, MinIdle: 0, Max: 2, Profiles: []string{"default"}}
 	observer := lxdtest.New(t, lxdprov.Config{Project: "default", Pools: []config.Pool{p}, PolicyURL: "http://127.0.0.1:1", PreJobHook: policy.HookScript, Log: zerolog.Nop()})
 
 	dir := t.TempDir()
-	env := []string{"EPHEMERA_GITHUB_PRIVATE_KEY=" + appKey(t), "EPHEMERA_WEBHOOK_SECRET=" + randomHex(16), "EPHEMERA_POLICY_ADMIN_TOKEN=" + randomHex(16)}
+	env := []string{"EPHEMERA_GITHUB_PRIVATE_KEY=" + appKey(t), "EPHEMERA_WEBHOOK_SECRET=" + demo.RandomHex(16), "EPHEMERA_POLICY_ADMIN_TOKEN=" + demo.RandomHex(16)}
 	start := func(proc string) (*proc, string) {
-		metrics := freePort(t)
+		metrics := e2etest.FreePort(t)
 		var c strings.Builder
 		fmt.Fprintf(&c, "policy: { url: %q }\nmetrics: { listen: %q }\nnats: { url: %q }\n", "http://127.0.0.1:1", metrics, srv.ClientURL())
 		fmt.Fprintf(&c, "github: { api_url: %q, app_id: 1, installation_id: 1, org: acme }\n", fake.URL)
 		fmt.Fprintf(&c, "reconcile: { interval: 1s, bootstrap_timeout: 10m }\npools:\n")
 		fmt.Fprintf(&c, "  - { name: %s, labels: [%s], instance_type: container, image: %s, cpu: 1, memory: 256MiB, disk: 1GiB, min_idle: 0, max: 2, profiles: [default] }\n",
-			p.Name, strings.Join(p.Labels, ", "), standinImage)
+			p.Name, strings.Join(p.Labels, ", "), e2etest.StandinImage)
 		path := filepath.Join(dir, proc+".yaml")
 		if err := os.WriteFile(path, []byte(c.String()), 0o600); err != nil {
 			t.Fatal(err)
@@ -141,7 +144,7 @@ func TestASIGSTOPpedScalerIsTakenOverInSecondsAndFencedWhenItWakes(t *testing.T)
 
 func publishQueued(t *testing.T, js jetstream.JetStream, pool string, job int64) {
 	t.Helper()
-	ev := jobs.Event{V: jobs.Version, Delivery: "sigstop-" + randomHex(4), Action: jobs.Queued, JobID: job, Pool: pool, Repository: "acme/app", Owner: "acme",
+	ev := jobs.Event{V: jobs.Version, Delivery: "sigstop-" + demo.RandomHex(4), Action: jobs.Queued, JobID: job, Pool: pool, Repository: "acme/app", Owner: "acme",
 		InstallationID: 1, Labels: []string{"self-hosted"}, CreatedAt: time.Now().UTC(), ReceivedAt: time.Now().UTC()}
 	data, err := json.Marshal(ev)
 	if err != nil {
