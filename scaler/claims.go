@@ -41,9 +41,11 @@ type claimRec struct {
 	Started        bool       `json:"started,omitempty"`   // a runner took the job
 	Completed      bool       `json:"completed,omitempty"` // the job is over
 	NoRunner       bool       `json:"no_runner,omitempty"` // cancelled before it started: needs no runner
-	// Tombstone marks a claim made by the job's completion: no queued
-	// delivery of the job had been handled by then, so one handled later
-	// (a late redelivery, a replay) provisions nothing.
+	// Tombstone marks a claim made by the job's completion (ClaimedAt is
+	// then when that was recorded): no queued delivery of the job had been
+	// handled by then. One received after that (a late redelivery, a
+	// replay) provisions nothing; one received before and handled after
+	// (a backlog, a retry) is owed its runner.
 	Tombstone bool `json:"tombstone,omitempty"`
 	// StartedAt, CompletedAt (GitHub's times, or when the event was
 	// handled) and RanOn (the runner that took it) are for the status
@@ -72,6 +74,7 @@ func (c *claimRec) stamp() (newer bool) { return stampVersion(&c.V) }
 // done by deadline.
 func (c *claimRec) claim(runner, owner string, deadline time.Time) {
 	c.State, c.Runner, c.Owner, c.Heartbeats = claimClaimed, runner, owner, true
+	c.Tombstone = false // served: an owed delivery of a completed job
 	c.Deadline, c.Attempts = deadline.UTC(), c.Attempts+1
 }
 

@@ -194,6 +194,7 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		return s.ignoreQueued(ev, pool, "ignored_stale", "the job was created longer ago than GitHub keeps a run: a replay")
 	}
 	for range 3 {
+		var doneAt time.Time // the job completed with its claim expired since
 		c, err := s.kv.claims.get(ctx, ev.JobID)
 		if err != nil {
 			log := s.jobLog(ev)
@@ -209,8 +210,13 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		case c.Found && c.Val.NoRunner:
 			s.m.jobs.WithLabelValues(pool.Name, "cancelled").Inc()
 			return ack()
+		case c.Found && c.Val.Tombstone && !receivedBefore(ev, c.Val.ClaimedAt):
+			return s.ignoreQueued(ev, pool, "ignored_completed", "received after its job was recorded completed: a late redelivery or a replay")
 		case c.Found && c.Val.Tombstone:
-			return s.ignoreQueued(ev, pool, "ignored_completed", "the job completed before any queued delivery of it was handled: a late delivery or a replay")
+			// Received before the job's completion was recorded, handled
+			// after it (a backlog in the stream, a retry): the runner the
+			// job took, another job's or a buffer one, is owed. The claim
+			// stays completed.
 		case !c.Found:
 			// The claim may have expired (JobClaimTTL) long after the job
 			// completed: a replayed body must not provision.
@@ -220,8 +226,11 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 				log.Warn().Err(err).Msg("read completed jobs")
 				return nak(s.backoff(delivered))
 			}
+			if done.Found && !receivedBefore(ev, done.Val) {
+				return s.ignoreQueued(ev, pool, "ignored_completed", "received after its job completed at "+done.Val.Format(time.RFC3339)+": a replay")
+			}
 			if done.Found {
-				return s.ignoreQueued(ev, pool, "ignored_completed", "the job completed at "+done.Val.Format(time.RFC3339)+": a replay")
+				doneAt = done.Val
 			}
 		case c.Val.State == claimWaiting:
 		case c.Val.State == claimProvisioned:
@@ -240,6 +249,8 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		}
 		if c.Found {
 			claim = c.Val
+		} else if !doneAt.IsZero() {
+			claim.Completed, claim.CompletedAt = true, doneAt // owed, but no open claim
 		}
 		if s.slots.used(pool.Name) >= pool.Max {
 			s.sweepSoon(pool)
@@ -272,6 +283,14 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
 	}
 	return nak(s.cfg.CapacityRetry)
+}
+
+// receivedBefore reports whether the webhook receiver stored ev before t
+// (the receiver's clock against the scaler's: replicas are expected to
+// keep time with NTP, and only deliveries within the skew of a job's
+// completion can be misjudged).
+func receivedBefore(ev jobs.Event, t time.Time) bool {
+	return !ev.ReceivedAt.IsZero() && ev.ReceivedAt.Before(t)
 }
 
 // ignoreQueued acks a queued delivery that must provision nothing,

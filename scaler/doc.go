@@ -90,20 +90,27 @@
 // # Late deliveries and replays
 //
 // A completed event records the job in BucketDone (TTL [MaxJobAge], 35
-// days: GitHub cancels any run older than that) and on its claim. When no
-// queued delivery of the job had been handled by then — lost, failed,
-// delayed — the claim is created as a tombstone, and a queued delivery
-// handled later (a redelivery, a replay of a captured signed body under a
-// fresh delivery id) creates no runner and opens no claim; after the
-// claim's JobClaimTTL BucketDone answers the same, and a queued body whose
-// job is older than MaxJobAge is ignored outright. Each is acked, logged
-// and counted as ephemera_jobs_total{action="ignored_completed"} or
-// {action="ignored_stale"}. The runner such a job took (an idle one, or
-// the one another job's delivery created) is replaced by the reconciler:
-// the idle top-up, and the re-serving of jobs whose runner came and went.
-// A job whose claim existed before it completed (it waited for a slot, or
-// its provisioning failed and is retried) still gets its runner: it is
-// owed. A job cancelled before any runner took it needs none. Remembering
+// days: GitHub cancels any run older than that) and on its claim, created
+// as a tombstone when none of the job's queued deliveries had been handled
+// yet. What decides a queued delivery handled after that is when the
+// webhook receiver stored it (Event.ReceivedAt):
+//
+//   - received after the completion was recorded — a late redelivery of a
+//     failed delivery, a captured signed body replayed under a fresh
+//     delivery id — it creates no runner and opens no claim (also after
+//     the claim's JobClaimTTL, from BucketDone), and a queued body whose
+//     job is older than MaxJobAge is ignored outright. Each is acked,
+//     logged and counted as ephemera_jobs_total{action="ignored_completed"}
+//     or {action="ignored_stale"}. The runner such a job took (an idle
+//     one, or the one another job's delivery created) is replaced by the
+//     reconciler: the idle top-up, and the re-serving of jobs whose runner
+//     came and went.
+//   - received before and handled after — a backlog in the stream, a retry
+//     while the pool was full — the job took another job's or a buffer
+//     runner and is owed one: it gets its runner, and its claim stays
+//     completed, never open.
+//
+// A job cancelled before any runner took it needs none. Remembering
 // completed jobs costs about 100 bytes a job on disk (measured by
 // BenchmarkCompletedJobMemory): 33 MiB per replica at 10,000 jobs a day.
 //

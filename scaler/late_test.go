@@ -78,6 +78,12 @@ func (e *env) claim(id int64) (c struct {
 	return c, json.Unmarshal(v.Value(), &c) == nil
 }
 
+type claimView struct {
+	State     string `json:"state"`
+	Completed bool   `json:"completed"`
+	NoRunner  bool   `json:"no_runner"`
+}
+
 func (e *env) deleteClaim(id int64) {
 	e.t.Helper()
 	kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketJobs)
@@ -115,6 +121,28 @@ func TestAQueuedDeliveryHandledAfterItsJobCompletedProvisionsNothing(t *testing.
 	}
 	if n := metricSum(t, r.reg, "ephemera_jobs_total", map[string]string{"action": "ignored_completed"}); n != 1 {
 		t.Errorf("ephemera_jobs_total{action=ignored_completed} = %v, want 1", n)
+	}
+}
+
+// A queued delivery that the webhook receiver stored before the job
+// completed, but that the scaler handled only after the completion (a
+// backlog in the stream, a retry), is owed its runner: the job took
+// another's. Its claim is served and stays completed, never open.
+func TestAQueuedDeliveryReceivedBeforeItsJobCompletedIsStillOwedItsRunner(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	e.start(e.config())
+	const job = 434343
+	received := time.Now().UTC()
+	seq := e.publish(jobs.Event{Action: jobs.Completed, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl", Conclusion: "success"})
+	waitfor.True(t, 5*time.Second, "the completed event to be handled", e.handled(seq))
+	seq = e.publish(jobs.Event{Action: jobs.Queued, JobID: job, Pool: "small", Repository: "acme/app", ReceivedAt: received})
+	waitfor.True(t, 5*time.Second, "the queued event to be handled", e.handled(seq))
+	if n := e.jobBoundCreates()[job]; n != 1 {
+		t.Errorf("%d runners created for the job, want its one owed runner", n)
+	}
+	if c, ok := e.claim(job); !ok || !c.Completed || c.State != "provisioned" {
+		t.Errorf("claim %+v (found %v), want provisioned and still completed", c, ok)
 	}
 }
 
