@@ -36,6 +36,12 @@ type Webhook struct {
 	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
 	// delivery is answered 503. Default 5s, well under GitHub's 10 s.
 	PublishTimeout Duration `yaml:"publish_timeout"`
+	// BodyTimeout bounds how long a delivery's body may take to arrive;
+	// a slower one is answered 408. Default 10s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// MaxBodiesAtOnce bounds how many bodies over 32 KiB (more than any
+	// workflow_job delivery) are read at once; default 64.
+	MaxBodiesAtOnce int `yaml:"max_bodies_at_once"`
 }
 
 // Policy configures the pre-job compliance service.
@@ -203,10 +209,12 @@ const (
 func Default() Config {
 	return Config{
 		Webhook: Webhook{
-			Listen:         ":8080",
-			Path:           "/webhook",
-			MaxBody:        1 << 20,
-			PublishTimeout: Duration(5 * time.Second),
+			Listen:          ":8080",
+			Path:            "/webhook",
+			MaxBody:         1 << 20,
+			PublishTimeout:  Duration(5 * time.Second),
+			BodyTimeout:     Duration(10 * time.Second),
+			MaxBodiesAtOnce: 64,
 		},
 		Policy: Policy{
 			Listen:              ":8081",

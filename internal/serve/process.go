@@ -148,6 +148,8 @@ func (p *Process) addWebhook() error {
 		Pools:          cfg.Pools,
 		MaxBody:        int64(cfg.Webhook.MaxBody),
 		PublishTimeout: cfg.Webhook.PublishTimeout.D(),
+		BodyTimeout:    cfg.Webhook.BodyTimeout.D(),
+		MaxBodies:      cfg.Webhook.MaxBodiesAtOnce,
 		Publisher:      p.bus.JS,
 		Log:            p.logFor("webhook"),
 		Registerer:     p.reg,
