@@ -125,6 +125,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // repo-policy-compliance.
 func (s *Service) Handler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(recoverPanics(s.log))
 	r.Get("/health", s.handleHealth)
 	r.Group(func(r chi.Router) {
 		r.Use(s.operatorAuth)
