@@ -42,7 +42,7 @@ const (
 // JetStream, as the median over adjacent pairs of rounds. Every delivery
 // has its own id, so none is deduplicated.
 func BenchmarkIntake(b *testing.B) {
-	const secret = "bench-secret"
+	const secret = "bench-secret-0123456789abcdef0123456789"
 	body := fixture(b, "workflow_job_queued.json")
 	srv := bustest.RunServer(b, "")
 	bus := bustest.Connect(b, srv.ClientURL())
