@@ -67,7 +67,7 @@ func Build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	}()
 
 	mr := chi.NewRouter()
-	withHealth(mr, p.bus.Ready)
+	withHealth(mr, p.bus.Ready, p.logFor("metrics"))
 	mr.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
 	if role == config.RoleServe || role == config.RoleScaler {
 		if err := p.addStatusView(mr); err != nil {
@@ -158,11 +158,8 @@ func (p *Process) addWebhook() error {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	r := chi.NewRouter()
-	withHealth(r, p.bus.Ready)
+	withHealth(r, p.bus.Ready, p.logFor("webhook"))
 	r.Handle(cfg.Webhook.Path, h)
-	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found: deliveries go to " + cfg.Webhook.Path})
-	})
 	return p.addListener("webhook", cfg.Webhook.Listen, r)
 }
 
@@ -191,7 +188,7 @@ func (p *Process) addPolicy(ctx context.Context) error {
 	r := chi.NewRouter()
 	withHealth(r, func(ctx context.Context) error {
 		return errors.Join(p.bus.Ready(ctx), svc.Ready(ctx))
-	})
+	}, p.logFor("policy"))
 	r.Mount("/", svc.Handler())
 	return p.addListener("policy", cfg.Policy.Listen, r)
 }
