@@ -84,26 +84,28 @@ func TestEveryRuleTypeAtOnce(t *testing.T) {
 	}
 }
 
-// TestOwnerAndNameAreOneSegmentEach: a repository name with characters
-// that mean something in a URL reaches GitHub as one path segment, not as
-// a query or another path.
-func TestOwnerAndNameAreOneSegmentEach(t *testing.T) {
+// TestNamesThatCannotBeGitHubsAre400: a repository or branch name that
+// GitHub cannot have is a bad request naming the field, and GitHub is not
+// asked (the names would otherwise become GitHub paths).
+func TestNamesThatCannotBeGitHubsAre400(t *testing.T) {
 	e := newEnv(t, func(c *policy.Config) { c.CacheTTL = -1 })
-	e.gh.ResetCalls()
-	code, _ := e.checkRun(t, "/push/check-run", `{"repository_name":"acme/wid?gets#x"}`)
-	if code != http.StatusInternalServerError {
-		t.Errorf("check-run on a repository GitHub does not know: %d, want 500", code)
-	}
-	var paths []string
-	for _, c := range e.gh.Calls() {
-		paths = append(paths, c.Path)
-	}
-	want := "/repos/acme/wid?gets#x/collaborators"
-	found := false
-	for _, p := range paths {
-		found = found || p == want
-	}
-	if !found {
-		t.Errorf("GitHub saw paths %q, want %q among them", paths, want)
+	for _, tc := range []struct{ name, path, body, field string }{
+		{"a repository name with a query", "/push/check-run", `{"repository_name":"acme/wid?gets#x"}`, "repository_name (not owner/name)"},
+		{"a repository name with a dot-dot", "/push/check-run", `{"repository_name":"acme/.."}`, "repository_name (not owner/name)"},
+		{"an owner with a slash-dot", "/push/check-run", `{"repository_name":"acme%2F../widgets"}`, "repository_name (not owner/name)"},
+		{"a target branch climbing up", "/pull_request/check-run", prBody("acme/widgets", "acme/widgets", "../../orgs/acme", "topic", sha), "target_branch_name (not a branch name)"},
+		{"a source branch with a control character", "/pull_request/check-run", prBody("acme/widgets", "acme/widgets", "main", `to\u0000pic`, sha), "source_branch_name (not a branch name)"},
+		{"a target branch with a space", "/pull_request/check-run", prBody("acme/widgets", "acme/widgets", "ma in", "topic", sha), "target_branch_name (not a branch name)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.gh.ResetCalls()
+			code, body := e.checkRun(t, tc.path, tc.body)
+			if code != http.StatusBadRequest || !strings.Contains(body, tc.field) {
+				t.Errorf("got %d %q, want 400 naming %s", code, body, tc.field)
+			}
+			if calls := e.gh.Calls(); len(calls) != 0 {
+				t.Errorf("GitHub was asked %d times, first %s", len(calls), calls[0].Path)
+			}
+		})
 	}
 }
