@@ -65,7 +65,21 @@ type Policy struct {
 	CacheTTL Duration `yaml:"cache_ttl"`
 	// GitHubTimeout bounds each GitHub request. Default 10s.
 	GitHubTimeout Duration `yaml:"github_timeout"`
+	// TLS, when set, makes the policy listener serve HTTPS; runners then
+	// reach it at an https:// policy.url and the pre-job hook verifies
+	// its certificate. Empty: plain HTTP.
+	TLS ListenerTLS `yaml:"tls"`
 }
+
+// ListenerTLS is a listener's certificate and key (PEM files). The key
+// file is held to the rules of a secret file: readable by its owner only.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t ListenerTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Metrics configures the Prometheus listener.
 type Metrics struct {

@@ -66,6 +66,9 @@ func (c *Config) validateListeners(role Role) error {
 		if c.Policy.GitHubTimeout <= 0 {
 			return keyErr("policy.github_timeout", "must be greater than zero")
 		}
+		if err := checkListenerTLS("policy.tls", c.Policy.TLS); err != nil {
+			return err
+		}
 	}
 	if role.runsScaler() {
 		if err := checkHTTPURL("policy.url", c.Policy.URL); err != nil {

@@ -86,8 +86,15 @@ func listen(name, addr string, h http.Handler, log zerolog.Logger) (*listener, e
 // requests to finish (bounded by shutdownTimeout).
 func (l *listener) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- l.srv.Serve(l.ln) }()
-	l.log.Info().Str("addr", l.ln.Addr().String()).Msg("listening")
+	tlsOn := l.srv.TLSConfig != nil
+	go func() {
+		if tlsOn {
+			errc <- l.srv.ServeTLS(l.ln, "", "")
+			return
+		}
+		errc <- l.srv.Serve(l.ln)
+	}()
+	l.log.Info().Str("addr", l.ln.Addr().String()).Bool("tls", tlsOn).Msg("listening")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("%s listener: %w", l.name, err)

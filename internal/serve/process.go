@@ -6,6 +6,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,9 +101,22 @@ func (p *Process) logFor(component string) zerolog.Logger {
 }
 
 func (p *Process) addListener(name, addr string, h http.Handler) error {
+	return p.addListenerTLS(name, addr, h, config.ListenerTLS{})
+}
+
+// addListenerTLS adds a listener that serves HTTPS when t is enabled.
+func (p *Process) addListenerTLS(name, addr string, h http.Handler, t config.ListenerTLS) error {
 	l, err := listen(name, addr, h, p.log)
 	if err != nil {
 		return err
+	}
+	if t.Enabled() {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			l.ln.Close()
+			return fmt.Errorf("%s listener certificate: %w", name, err)
+		}
+		l.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	if p.addrs == nil {
 		p.addrs = map[string]string{}
@@ -190,7 +204,7 @@ func (p *Process) addPolicy(ctx context.Context) error {
 		return errors.Join(p.bus.Ready(ctx), svc.Ready(ctx))
 	}, p.logFor("policy"))
 	r.Mount("/", svc.Handler())
-	return p.addListener("policy", cfg.Policy.Listen, r)
+	return p.addListenerTLS("policy", cfg.Policy.Listen, r, cfg.Policy.TLS)
 }
 
 func (p *Process) addScaler(ctx context.Context) error {
