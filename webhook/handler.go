@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -168,7 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var d delivery
 	buf := h.bufs.Get().(*bytes.Buffer)
-	a, err := h.handle(w, r, buf, &d)
+	a, err := h.handleRecovered(w, r, buf, &d)
 	if buf.Cap() <= maxPooledBody {
 		buf.Reset()
 		h.bufs.Put(buf)
@@ -189,6 +190,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.requests.WithLabelValues(event, a.outcome).Inc()
 	h.metrics.duration.WithLabelValues(a.outcome).Observe(elapsed.Seconds())
 	h.logRequest(d, a, err, elapsed)
+}
+
+// handleRecovered is handle, with a panic turned into a 503 (logged with
+// its stack): GitHub records a failed delivery that can be redelivered,
+// instead of a dropped connection. http.ErrAbortHandler passes through.
+func (h *Handler) handleRecovered(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, d *delivery) (a answer, err error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if e, ok := v.(error); ok && errors.Is(e, http.ErrAbortHandler) {
+			panic(v)
+		}
+		a, err = answer{}, fmt.Errorf("%w: handler panicked: %v\n%s", errUnavailable, v, debug.Stack())
+	}()
+	return h.handle(w, r, buf, d)
 }
 
 // handle runs the checks in order and stores the event. buf receives the
