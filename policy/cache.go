@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,9 @@ type cache struct {
 	entries map[string]*list.Element // of *cacheEntry
 	lru     *list.List               // front: most recently used
 	flight  singleflight.Group
+	// inFlight counts the requests inside flight.Do now: the one asking
+	// GitHub and those waiting for its answer.
+	inFlight atomic.Int32
 }
 
 type cacheEntry struct {
@@ -103,7 +107,9 @@ func (t *cachingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		c.results.WithLabelValues(cacheHit).Inc()
 		return e.response(req), nil
 	}
+	c.inFlight.Add(1)
 	v, err, shared := c.flight.Do(key, func() (any, error) { return t.fetch(req, key) })
+	c.inFlight.Add(-1)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 )
 
 func newTestCache(ttl time.Duration, max int) *cache {
@@ -48,15 +51,16 @@ func TestConcurrentIdenticalRequestsAreCollapsed(t *testing.T) {
 			}
 		})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for upstream.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the others join the flight
+	waitfor.True(t, 10*time.Second, "all 10 requests in the flight", func() bool { return c.inFlight.Load() == 10 })
 	close(release)
 	wg.Wait()
 	if n := upstream.Load(); n != 1 {
 		t.Fatalf("upstream got %d requests, want 1", n)
+	}
+	// singleflight reports the answer as shared to every caller, the one
+	// that asked included.
+	if n := testutil.ToFloat64(c.results.WithLabelValues(cacheShared)); n != 10 {
+		t.Errorf("%v requests shared the flight's answer, want all 10", n)
 	}
 }
 

@@ -110,8 +110,8 @@ func checkTargetBranchProtection(ctx context.Context, gh gitHub, in checkInput) 
 		if err != nil {
 			return "", err
 		}
-		if rules > 0 {
-			return fmt.Sprintf("Branch %s of %s is protected by rulesets, which were found instead of branch protection; protect it with a branch protection rule.", branch, in.repo), nil
+		if len(rules) > 0 {
+			return fmt.Sprintf("Branch %s of %s is protected by rulesets, which were found instead of branch protection (ruleset rules: %s); protect it with a branch protection rule.", branch, in.repo, strings.Join(rules, ", ")), nil
 		}
 		return fmt.Sprintf("Branch %s of %s is not protected; add a branch protection rule for it.", branch, in.repo), nil
 	}

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,11 @@ func parseRepoName(s string) (repoName, bool) {
 
 func (r repoName) String() string { return r.owner + "/" + r.name }
 
+// pathOwner and pathName are the owner and name escaped as one segment of
+// a GitHub path each: go-github puts them in paths as they are.
+func (r repoName) pathOwner() string { return url.PathEscape(r.owner) }
+func (r repoName) pathName() string  { return url.PathEscape(r.name) }
+
 // What the checks read from GitHub.
 type (
 	repoInfo struct {
@@ -65,8 +72,9 @@ type gitHub interface {
 	// protection returns nil when the branch is not protected (or absent).
 	protection(ctx context.Context, r repoName, branch string) (*protection, error)
 	branchExists(ctx context.Context, r repoName, branch string) (bool, error)
-	// branchRules counts the ruleset rules that apply to branch.
-	branchRules(ctx context.Context, r repoName, branch string) (int, error)
+	// branchRules returns the types of the ruleset rules that apply to
+	// branch, one per rule.
+	branchRules(ctx context.Context, r repoName, branch string) ([]string, error)
 	outsideCollaborators(ctx context.Context, r repoName) ([]collaborator, error)
 	// permission is admin, write, read or none.
 	permission(ctx context.Context, r repoName, user string) (string, error)
@@ -143,7 +151,7 @@ func (g *githubAPI) installationOf(ctx context.Context, r repoName) (int64, erro
 	if err != nil {
 		return 0, err
 	}
-	inst, _, err := app.Apps.FindRepositoryInstallation(ghclient.WithOp(ctx, "find_installation"), r.owner, r.name)
+	inst, _, err := app.Apps.FindRepositoryInstallation(ghclient.WithOp(ctx, "find_installation"), r.pathOwner(), r.pathName())
 	if err != nil {
 		return 0, fmt.Errorf("find the app installation of %s: %w", r, err)
 	}
@@ -162,7 +170,7 @@ func (g *githubAPI) repo(ctx context.Context, r repoName) (repoInfo, error) {
 	if err != nil {
 		return repoInfo{}, err
 	}
-	repo, _, err := c.Repositories.Get(ghclient.WithOp(ctx, "repository"), r.owner, r.name)
+	repo, _, err := c.Repositories.Get(ghclient.WithOp(ctx, "repository"), r.pathOwner(), r.pathName())
 	if err != nil {
 		return repoInfo{}, fmt.Errorf("get repository %s: %w", r, err)
 	}
@@ -174,7 +182,7 @@ func (g *githubAPI) protection(ctx context.Context, r repoName, branch string) (
 	if err != nil {
 		return nil, err
 	}
-	p, resp, err := c.Repositories.GetBranchProtection(ghclient.WithOp(ctx, "branch_protection"), r.owner, r.name, branch)
+	p, resp, err := c.Repositories.GetBranchProtection(ghclient.WithOp(ctx, "branch_protection"), r.pathOwner(), r.pathName(), branch)
 	if errors.Is(err, github.ErrBranchNotProtected) || (err != nil && isNotFound(resp)) {
 		return nil, nil
 	}
@@ -196,7 +204,7 @@ func (g *githubAPI) branchExists(ctx context.Context, r repoName, branch string)
 	if err != nil {
 		return false, err
 	}
-	_, resp, err := c.Repositories.GetBranch(ghclient.WithOp(ctx, "branch"), r.owner, r.name, branch, 0)
+	_, resp, err := c.Repositories.GetBranch(ghclient.WithOp(ctx, "branch"), r.pathOwner(), r.pathName(), branch, 0)
 	if err != nil && isNotFound(resp) {
 		return false, nil
 	}
@@ -206,16 +214,27 @@ func (g *githubAPI) branchExists(ctx context.Context, r repoName, branch string)
 	return true, nil
 }
 
-func (g *githubAPI) branchRules(ctx context.Context, r repoName, branch string) (int, error) {
+func (g *githubAPI) branchRules(ctx context.Context, r repoName, branch string) ([]string, error) {
 	c, err := g.client(ctx, r)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	rules, _, err := c.Repositories.GetRulesForBranch(ghclient.WithOp(ctx, "branch_rules"), r.owner, r.name, branch)
+	// Not go-github's GetRulesForBranch: it sends the branch unescaped and
+	// cannot decode every rule type GitHub answers (see rules.go).
+	u := fmt.Sprintf("repos/%s/%s/rules/branches/%s", r.pathOwner(), r.pathName(), url.PathEscape(branch))
+	req, err := c.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
-		return 0, fmt.Errorf("get rules of %s:%s: %w", r, branch, err)
+		return nil, fmt.Errorf("get rules of %s:%s: %w", r, branch, err)
 	}
-	return len(rules), nil
+	var raw json.RawMessage
+	if _, err := c.Do(ghclient.WithOp(ctx, "branch_rules"), req, &raw); err != nil {
+		return nil, fmt.Errorf("get rules of %s:%s: %w", r, branch, err)
+	}
+	types, err := ruleTypes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("get rules of %s:%s: %w", r, branch, err)
+	}
+	return types, nil
 }
 
 func (g *githubAPI) outsideCollaborators(ctx context.Context, r repoName) ([]collaborator, error) {
@@ -226,7 +245,7 @@ func (g *githubAPI) outsideCollaborators(ctx context.Context, r repoName) ([]col
 	opts := &github.ListCollaboratorsOptions{Affiliation: "outside", ListOptions: github.ListOptions{PerPage: 100}}
 	var out []collaborator
 	for {
-		users, resp, err := c.Repositories.ListCollaborators(ghclient.WithOp(ctx, "collaborators"), r.owner, r.name, opts)
+		users, resp, err := c.Repositories.ListCollaborators(ghclient.WithOp(ctx, "collaborators"), r.pathOwner(), r.pathName(), opts)
 		if err != nil {
 			return nil, fmt.Errorf("list outside collaborators of %s: %w", r, err)
 		}
@@ -263,7 +282,7 @@ func (g *githubAPI) permission(ctx context.Context, r repoName, user string) (st
 	if err != nil {
 		return "", err
 	}
-	p, resp, err := c.Repositories.GetPermissionLevel(ghclient.WithOp(ctx, "permission"), r.owner, r.name, user)
+	p, resp, err := c.Repositories.GetPermissionLevel(ghclient.WithOp(ctx, "permission"), r.pathOwner(), r.pathName(), url.PathEscape(user))
 	if err != nil && isNotFound(resp) {
 		return "none", nil // no such user: no access
 	}
@@ -278,7 +297,7 @@ func (g *githubAPI) openPullRequest(ctx context.Context, r repoName, headOwner, 
 	if err != nil {
 		return nil, err
 	}
-	prs, _, err := c.PullRequests.List(ghclient.WithOp(ctx, "pulls"), r.owner, r.name, &github.PullRequestListOptions{
+	prs, _, err := c.PullRequests.List(ghclient.WithOp(ctx, "pulls"), r.pathOwner(), r.pathName(), &github.PullRequestListOptions{
 		State: "open", Head: headOwner + ":" + branch, ListOptions: github.ListOptions{PerPage: 100},
 	})
 	if err != nil {
@@ -298,7 +317,7 @@ func (g *githubAPI) comments(ctx context.Context, r repoName, number int) ([]com
 	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
 	var out []comment
 	for {
-		cs, resp, err := c.Issues.ListComments(ghclient.WithOp(ctx, "comments"), r.owner, r.name, number, opts)
+		cs, resp, err := c.Issues.ListComments(ghclient.WithOp(ctx, "comments"), r.pathOwner(), r.pathName(), number, opts)
 		if err != nil {
 			return nil, fmt.Errorf("list comments of %s#%d: %w", r, number, err)
 		}

@@ -139,27 +139,3 @@ func (s *Service) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(doc.Expanded())
 }
-
-// handleHealth answers 204 when GitHub answered lately, else 500.
-func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) {
-	s.healthMu.Lock()
-	ok, at := s.healthOK, s.healthAt
-	s.healthMu.Unlock()
-	if at.IsZero() || time.Since(at) >= healthFreshness {
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.GitHubTimeout)
-		err := s.gh.ping(ctx)
-		cancel()
-		if err != nil {
-			s.log.Warn().Err(err).Msg("health: github unreachable")
-		}
-		ok = err == nil
-		s.healthMu.Lock()
-		s.healthOK, s.healthAt = ok, time.Now()
-		s.healthMu.Unlock()
-	}
-	if !ok {
-		writeText(w, http.StatusInternalServerError, "GitHub cannot be reached.")
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}

@@ -20,7 +20,7 @@ import (
 	"github.com/ephemera-ci/ephemera/policy"
 )
 
-const adminToken = "admin-secret-token"
+const adminToken = "admin-secret-token-0123456789abcdef"
 
 // sha is the head commit of the pull requests of the fixtures.
 const sha = "0123456789abcdef0123456789abcdef01234567"

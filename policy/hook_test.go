@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/policy"
 )
 
@@ -65,16 +66,35 @@ type hookRun struct {
 // pkill, sleep and poweroff on PATH.
 func runHook(t *testing.T, url, token string, env map[string]string, wantPowerOff bool) hookRun {
 	t.Helper()
+	return runHookWith(t, "EPHEMERA_POLICY_URL="+url+"\nEPHEMERA_POLICY_TOKEN="+token+"\nEPHEMERA_POLICY_TIMEOUT=10\n", token, env, wantPowerOff)
+}
+
+// The settings the hook fixes in its text; a test points them at its own
+// directory, as an instance's image would hold the real ones.
+const (
+	hookSettingsLine = "env_file=/etc/ephemera/pre-job.env\n"
+	hookPathLine     = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+)
+
+// runHookWith runs HookScript with settings as its pre-job.env and env as
+// the environment the runner gives it.
+func runHookWith(t *testing.T, settings, token string, env map[string]string, wantPowerOff bool) hookRun {
+	t.Helper()
 	dir := t.TempDir()
-	script := filepath.Join(dir, "pre-job.sh")
-	if err := os.WriteFile(script, []byte(policy.HookScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	envFile := filepath.Join(dir, "pre-job.env")
-	if err := os.WriteFile(envFile, []byte("EPHEMERA_POLICY_URL="+url+"\nEPHEMERA_POLICY_TOKEN="+token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(dir, "bin")
+	envFile := filepath.Join(dir, "pre-job.env")
+	if !strings.Contains(policy.HookScript, hookSettingsLine) || !strings.Contains(policy.HookScript, hookPathLine) {
+		t.Fatal("the hook no longer fixes its settings file and PATH in the lines this test replaces")
+	}
+	text := strings.Replace(policy.HookScript, hookSettingsLine, "env_file="+envFile+"\n", 1)
+	text = strings.Replace(text, hookPathLine, "PATH="+bin+":"+strings.TrimPrefix(hookPathLine, "PATH="), 1)
+	script := filepath.Join(dir, "pre-job.sh")
+	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(envFile, []byte(settings), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	record := filepath.Join(dir, "actions")
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
@@ -87,10 +107,8 @@ func runHook(t *testing.T, url, token string, env map[string]string, wantPowerOf
 	}
 	cmd := exec.CommandContext(t.Context(), "bash", script)
 	cmd.Env = []string{
-		"PATH=" + bin + ":" + os.Getenv("PATH"),
+		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
-		"EPHEMERA_PRE_JOB_ENV=" + envFile,
-		"EPHEMERA_POLICY_TIMEOUT=10",
 	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -107,20 +125,21 @@ func runHook(t *testing.T, url, token string, env map[string]string, wantPowerOf
 	if token != "" && strings.Contains(run.output, token) {
 		t.Fatalf("the hook printed the token: %s", run.output)
 	}
-	// The power-off runs in the background: wait for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(record)
-		if !wantPowerOff || strings.Contains(string(b), "poweroff") || time.Now().After(deadline) {
-			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				if l != "" {
-					run.actions = append(run.actions, strings.TrimSpace(l))
-				}
-			}
-			return run
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The power-off runs in the background: wait for it (a missing one is
+	// reported by the caller, which compares the actions).
+	if wantPowerOff {
+		_ = waitfor.Within(5*time.Second, func() bool {
+			b, _ := os.ReadFile(record)
+			return strings.Contains(string(b), "poweroff")
+		})
 	}
+	b, _ := os.ReadFile(record)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" {
+			run.actions = append(run.actions, strings.TrimSpace(l))
+		}
+	}
+	return run
 }
 
 func writeEvent(t *testing.T, v any) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/internal/tokens"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 )
 
 // replica is one more policy service on the given bus, with its own
@@ -105,15 +106,11 @@ func TestReplicasShareThePolicyDocument(t *testing.T) {
 	e.gh.SetRepo(compliant())
 	other := replica(t, e.gh, bustest.Connect(t, e.bus.Conn.ConnectedUrl()), nil)
 	e.setPolicy(t, `{"push":{"collaborators":{"enabled":false}}}`)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, body := do(t, other.URL, http.MethodGet, "/policy", adminToken, "", "")
-		if strings.Contains(body, `"push":{"collaborators":{"enabled":false}}`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the other replica still answers %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var body string
+	if err := waitfor.Within(5*time.Second, func() bool {
+		_, body = do(t, other.URL, http.MethodGet, "/policy", adminToken, "", "")
+		return strings.Contains(body, `"push":{"collaborators":{"enabled":false}}`)
+	}); err != nil {
+		t.Fatalf("the other replica still answers %s", body)
 	}
 }

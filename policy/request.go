@@ -86,8 +86,10 @@ func parseCheckRun(ev event, body []byte) (checkInput, error) {
 			problems = append(problems, name+" (not a string)")
 		case strings.TrimSpace(v) == "":
 			problems = append(problems, name+" (empty)")
-		case (name == fieldRepository || name == fieldSourceRepository) && !validRepo(v):
+		case (name == fieldRepository || name == fieldSourceRepository) && !validRepo(strings.TrimSpace(v)):
 			problems = append(problems, name+" (not owner/name)")
+		case (name == fieldTargetBranch || name == fieldSourceBranch) && !validBranch(strings.TrimSpace(v)):
+			problems = append(problems, name+" (not a branch name)")
 		default:
 			values[name] = strings.TrimSpace(v)
 		}
@@ -108,7 +110,49 @@ func parseCheckRun(ev event, body []byte) (checkInput, error) {
 	return in, nil
 }
 
+// validRepo reports whether s is a repository's full name as GitHub
+// allows it: an owner of letters, digits and hyphens (at most 39), a
+// name of letters, digits, '.', '_' and '-' (at most 100, not . or ..).
+// The names go into GitHub paths (escaped as well), so anything else is a
+// bad request, not a question for GitHub.
 func validRepo(s string) bool {
-	_, ok := parseRepoName(s)
-	return ok
+	r, ok := parseRepoName(s)
+	if !ok || len(r.owner) > 39 || len(r.name) > 100 || r.name == "." || r.name == ".." {
+		return false
+	}
+	for _, c := range r.owner {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	for _, c := range r.name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validBranch reports whether s can be a branch name, by git's rules for
+// ref names (git check-ref-format): no control characters, space, ~ ^ : ?
+// * [ or backslash, no "..", "@{" or "//", not starting or ending with
+// "/", not ending with "." or ".lock", and at most 255 bytes. Slashes are
+// allowed: release/1.0 is one branch, one (escaped) path segment.
+func validBranch(s string) bool {
+	if s == "" || len(s) > 255 || s == "@" ||
+		strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") || strings.HasSuffix(s, ".") || strings.HasSuffix(s, ".lock") ||
+		strings.Contains(s, "..") || strings.Contains(s, "@{") || strings.Contains(s, "//") {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\", c) {
+			return false
+		}
+	}
+	for _, part := range strings.Split(s, "/") {
+		if strings.HasPrefix(part, ".") {
+			return false
+		}
+	}
+	return true
 }

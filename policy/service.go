@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -50,6 +49,9 @@ type Config struct {
 	GitHubTimeout time.Duration
 	// CheckTimeout bounds a whole check-run; default 30s.
 	CheckTimeout time.Duration
+	// HealthTTL is how long GET /health reuses GitHub's last answer; it
+	// sends at most one GitHub request per HealthTTL. Default 10s.
+	HealthTTL time.Duration
 
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer // nil: a private registry
@@ -63,14 +65,8 @@ type Service struct {
 	gh      gitHub
 	metrics *metrics
 	log     zerolog.Logger
-
-	healthMu sync.Mutex
-	healthAt time.Time
-	healthOK bool
+	health  *health
 }
-
-// healthFreshness is how long /health reuses GitHub's last answer.
-const healthFreshness = 10 * time.Second
 
 // New checks cfg, fills its defaults and creates the document bucket.
 func New(ctx context.Context, cfg Config) (*Service, error) {
@@ -99,6 +95,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 30 * time.Second
 	}
+	if cfg.HealthTTL <= 0 {
+		cfg.HealthTTL = 10 * time.Second
+	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
@@ -118,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		gh:      gh,
 		metrics: m,
 		log:     cfg.Log,
+		health:  &health{ttl: cfg.HealthTTL, timeout: cfg.GitHubTimeout, ping: gh.ping, log: cfg.Log},
 	}, nil
 }
 
@@ -125,6 +125,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // repo-policy-compliance.
 func (s *Service) Handler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(recoverPanics(s.log))
 	r.Get("/health", s.handleHealth)
 	r.Group(func(r chi.Router) {
 		r.Use(s.operatorAuth)

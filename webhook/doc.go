@@ -12,10 +12,18 @@
 //	content type application/json      415
 //	X-GitHub-Event, X-GitHub-Delivery   400
 //	body within MaxBody                 413
+//	body arrived within BodyTimeout     408
+//	a slot for a body over 32 KiB       503 when none frees before BodyTimeout
 //	X-Hub-Signature-256 matches         401
 //	JSON, workflow_job valid            400
 //	labels match a pool                 202 {"ignored":…} when not
 //	stored in JetStream                 503 when not; 202 {"delivery":…,"pool":…}
+//
+// A body costs memory only as its bytes arrive: the buffer is never sized
+// from Content-Length, so a client that declares a large body and sends it
+// slowly holds a few hundred bytes, not max_body. Bodies over 32 KiB (no
+// workflow_job delivery is that large) are read at most MaxBodies at once;
+// a usual delivery never waits behind them.
 //
 // The headers are checked before the signature on purpose: the signature
 // cannot be checked before the body is read, a request without the two

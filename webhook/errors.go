@@ -29,6 +29,8 @@ const (
 	outcomeUnsupportedType  = "unsupported_media_type"
 	outcomeBadRequest       = "bad_request"
 	outcomeTooLarge         = "too_large"
+	outcomeTimeout          = "body_timeout"
+	outcomeBusy             = "busy"
 	outcomeUnauthorized     = "unauthorized"
 	outcomeUnavailable      = "unavailable"
 )
@@ -49,6 +51,10 @@ var (
 		"invalid X-GitHub-Delivery header: it must be 1 to 100 printable characters without spaces"}
 	errTooLarge = &requestError{http.StatusRequestEntityTooLarge, outcomeTooLarge,
 		"body is larger than the configured maximum"}
+	errBodyTimeout = &requestError{http.StatusRequestTimeout, outcomeTimeout,
+		"the body did not arrive in time"}
+	errBusy = &requestError{http.StatusServiceUnavailable, outcomeBusy,
+		"too many large deliveries are being read at once; redeliver it later"}
 	errReadBody = &requestError{http.StatusBadRequest, outcomeBadRequest,
 		"could not read the request body"}
 	errNoSignature = &requestError{http.StatusUnauthorized, outcomeUnauthorized,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -31,6 +32,8 @@ var _ Publisher = jetstream.JetStream(nil)
 const (
 	DefaultMaxBody        = 1 << 20
 	DefaultPublishTimeout = 5 * time.Second
+	DefaultBodyTimeout    = 10 * time.Second
+	DefaultMaxBodies      = 64
 )
 
 // Config configures a Handler.
@@ -44,6 +47,14 @@ type Config struct {
 	// MaxBody is the largest body read; a larger one is answered 413.
 	// Zero: DefaultMaxBody.
 	MaxBody int64
+	// BodyTimeout bounds the time from the handler's start to the body's
+	// last byte; a slower body is answered 408. GitHub sends a delivery in
+	// one go. Zero: DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxBodies bounds how many bodies larger than 32 KiB (more than any
+	// workflow_job delivery) are read at once; each may take MaxBody bytes.
+	// Smaller bodies need no slot. Zero: DefaultMaxBodies.
+	MaxBodies int
 	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
 	// delivery is answered 503. Zero: DefaultPublishTimeout.
 	PublishTimeout time.Duration
@@ -59,15 +70,17 @@ type Config struct {
 
 // Handler is the webhook endpoint. It is safe for concurrent use.
 type Handler struct {
-	verifier *verifier
-	router   router
-	maxBody  int64
-	timeout  time.Duration
-	pub      Publisher
-	log      zerolog.Logger
-	metrics  *metrics
-	now      func() time.Time
-	bufs     sync.Pool // *bytes.Buffer for bodies
+	verifier    *verifier
+	router      router
+	maxBody     int64
+	slots       chan struct{} // one token per large body being read
+	timeout     time.Duration
+	bodyTimeout time.Duration
+	pub         Publisher
+	log         zerolog.Logger
+	metrics     *metrics
+	now         func() time.Time
+	bufs        sync.Pool // *bytes.Buffer for bodies
 }
 
 // New checks cfg, fills its defaults and returns a Handler.
@@ -93,8 +106,14 @@ func New(cfg Config) (*Handler, error) {
 			return nil, fmt.Errorf("webhook: Pools[%d] (%s) has no labels", i, p.Name)
 		}
 	}
-	if cfg.MaxBody < 0 || cfg.PublishTimeout < 0 {
-		return nil, errors.New("webhook: MaxBody and PublishTimeout must not be negative")
+	if cfg.MaxBody < 0 || cfg.PublishTimeout < 0 || cfg.BodyTimeout < 0 || cfg.MaxBodies < 0 {
+		return nil, errors.New("webhook: MaxBody, MaxBodies, BodyTimeout and PublishTimeout must not be negative")
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.MaxBodies == 0 {
+		cfg.MaxBodies = DefaultMaxBodies
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -108,20 +127,23 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m, err := newMetrics(cfg.Registerer)
+	slots := make(chan struct{}, cfg.MaxBodies)
+	m, err := newMetrics(cfg.Registerer, slots)
 	if err != nil {
 		return nil, err
 	}
 	return &Handler{
-		verifier: newVerifier(keys),
-		router:   router{pools: cfg.Pools},
-		maxBody:  cfg.MaxBody,
-		timeout:  cfg.PublishTimeout,
-		pub:      cfg.Publisher,
-		log:      cfg.Log,
-		metrics:  m,
-		now:      cfg.Now,
-		bufs:     sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		verifier:    newVerifier(keys),
+		router:      router{pools: cfg.Pools},
+		maxBody:     cfg.MaxBody,
+		slots:       slots,
+		bodyTimeout: cfg.BodyTimeout,
+		timeout:     cfg.PublishTimeout,
+		pub:         cfg.Publisher,
+		log:         cfg.Log,
+		metrics:     m,
+		now:         cfg.Now,
+		bufs:        sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}, nil
 }
 
@@ -129,7 +151,7 @@ const (
 	headerEvent    = "X-GitHub-Event"
 	headerDelivery = "X-GitHub-Delivery"
 	maxDeliveryLen = 100
-	maxPooledBody  = 256 << 10
+	maxPooledBody  = 2 * firstChunk // a pooled buffer may hold a usual body, no more
 )
 
 // delivery is what a request revealed about itself, for its log line.
@@ -147,7 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var d delivery
 	buf := h.bufs.Get().(*bytes.Buffer)
-	a, err := h.handle(w, r, buf, &d)
+	a, err := h.handleRecovered(w, r, buf, &d)
 	if buf.Cap() <= maxPooledBody {
 		buf.Reset()
 		h.bufs.Put(buf)
@@ -168,6 +190,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.requests.WithLabelValues(event, a.outcome).Inc()
 	h.metrics.duration.WithLabelValues(a.outcome).Observe(elapsed.Seconds())
 	h.logRequest(d, a, err, elapsed)
+}
+
+// handleRecovered is handle, with a panic turned into a 503 (logged with
+// its stack): GitHub records a failed delivery that can be redelivered,
+// instead of a dropped connection. http.ErrAbortHandler passes through.
+func (h *Handler) handleRecovered(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, d *delivery) (a answer, err error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if e, ok := v.(error); ok && errors.Is(e, http.ErrAbortHandler) {
+			panic(v)
+		}
+		a, err = answer{}, fmt.Errorf("%w: handler panicked: %v\n%s", errUnavailable, v, debug.Stack())
+	}()
+	return h.handle(w, r, buf, d)
 }
 
 // handle runs the checks in order and stores the event. buf receives the

@@ -1,12 +1,18 @@
 package webhook_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
@@ -258,4 +264,31 @@ func gatherCounts(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return counts
+}
+
+// panickingPublisher panics on every publish.
+type panickingPublisher struct{}
+
+func (panickingPublisher) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	var m map[string]*struct{ n int }
+	return nil, fmt.Errorf("%d", m["x"].n)
+}
+
+// TestPanicIsAnswered503: a panic while handling a delivery is a 503
+// (GitHub can redeliver), not a dropped connection.
+func TestPanicIsAnswered503(t *testing.T) {
+	h := newHandler(t, webhook.Config{Publisher: panickingPublisher{}})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	body := fixture(t, "workflow_job_queued.json")
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+	req.Header = newDelivery("workflow_job", body, newSecret).Header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("a panic dropped the connection: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
 }

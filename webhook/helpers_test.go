@@ -20,8 +20,8 @@ import (
 )
 
 const (
-	oldSecret = "old-secret-0123456789"
-	newSecret = "new-secret-9876543210"
+	oldSecret = "old-secret-0123456789abcdef0123456789"
+	newSecret = "new-secret-9876543210fedcba9876543210"
 )
 
 // testPools are the pools most tests route to, in config order.

@@ -27,7 +27,7 @@ func writeConfig(t *testing.T, doc string) string {
 	t.Helper()
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "webhook-secret")
-	if err := os.WriteFile(secret, []byte("s3cr3t-webhook-value\n"), 0o600); err != nil {
+	if err := os.WriteFile(secret, []byte("s3cr3t-webhook-value-0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	doc = strings.ReplaceAll(doc, "SECRET_FILE", secret)
@@ -40,7 +40,7 @@ func writeConfig(t *testing.T, doc string) string {
 }
 
 func TestCommandLine(t *testing.T) {
-	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value")
+	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value-0123456789abcdef")
 	t.Setenv("EPHEMERA_GITHUB_TOKEN", "s3cr3t-github-value")
 	good := writeConfig(t, checkConfig)
 	bad := writeConfig(t, strings.Replace(checkConfig, "max: 3", "max: 0", 1))

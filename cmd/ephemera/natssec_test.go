@@ -19,7 +19,7 @@ import (
 )
 
 func TestAnEmbeddedNATSOpenBeyondLoopbackIsRefused(t *testing.T) {
-	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value")
+	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value-0123456789abcdef")
 	t.Setenv("EPHEMERA_GITHUB_TOKEN", "s3cr3t-github-value")
 	pki := bustest.NewPKI(t)
 	pwFile := filepath.Join(t.TempDir(), "nats-password")

@@ -49,7 +49,7 @@ func startServe(t *testing.T, cfgPath string, readyURL string) *serveProc {
 	t.Helper()
 	p := &serveProc{cmd: exec.Command(binary, "serve", "--config", cfgPath), stderr: &e2etest.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
-	p.cmd.Env = append(os.Environ(), "EPHEMERA_POLICY_ADMIN_TOKEN=s3cr3t-admin", "EPHEMERA_GITHUB_TOKEN=s3cr3t-gh")
+	p.cmd.Env = append(os.Environ(), "EPHEMERA_POLICY_ADMIN_TOKEN=s3cr3t-admin-value-0123456789abcdef", "EPHEMERA_GITHUB_TOKEN=s3cr3t-gh")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func (p *serveProc) stop(t *testing.T) {
 	}
 }
 
-const secret = "s3cr3t-webhook-value"
+const secret = "s3cr3t-webhook-value-0123456789abcdef"
 
 func delivery(t *testing.T, url string, id string, jobID int) int {
 	body := fmt.Sprintf(`{"action":"queued","workflow_job":{"id":%d,"run_id":1,"run_attempt":1,"labels":["self-hosted","small"],"status":"queued","created_at":"2026-11-27T10:00:00Z"},"repository":{"full_name":"acme/app","owner":{"login":"acme"}},"installation":{"id":7}}`, jobID)

@@ -36,6 +36,12 @@ type Webhook struct {
 	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
 	// delivery is answered 503. Default 5s, well under GitHub's 10 s.
 	PublishTimeout Duration `yaml:"publish_timeout"`
+	// BodyTimeout bounds how long a delivery's body may take to arrive;
+	// a slower one is answered 408. Default 10s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// MaxBodiesAtOnce bounds how many bodies over 32 KiB (more than any
+	// workflow_job delivery) are read at once; default 64.
+	MaxBodiesAtOnce int `yaml:"max_bodies_at_once"`
 }
 
 // Policy configures the pre-job compliance service.
@@ -59,7 +65,21 @@ type Policy struct {
 	CacheTTL Duration `yaml:"cache_ttl"`
 	// GitHubTimeout bounds each GitHub request. Default 10s.
 	GitHubTimeout Duration `yaml:"github_timeout"`
+	// TLS, when set, makes the policy listener serve HTTPS; runners then
+	// reach it at an https:// policy.url and the pre-job hook verifies
+	// its certificate. Empty: plain HTTP.
+	TLS ListenerTLS `yaml:"tls"`
 }
+
+// ListenerTLS is a listener's certificate and key (PEM files). The key
+// file is held to the rules of a secret file: readable by its owner only.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t ListenerTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Metrics configures the Prometheus listener.
 type Metrics struct {
@@ -203,10 +223,12 @@ const (
 func Default() Config {
 	return Config{
 		Webhook: Webhook{
-			Listen:         ":8080",
-			Path:           "/webhook",
-			MaxBody:        1 << 20,
-			PublishTimeout: Duration(5 * time.Second),
+			Listen:          ":8080",
+			Path:            "/webhook",
+			MaxBody:         1 << 20,
+			PublishTimeout:  Duration(5 * time.Second),
+			BodyTimeout:     Duration(10 * time.Second),
+			MaxBodiesAtOnce: 64,
 		},
 		Policy: Policy{
 			Listen:              ":8081",

@@ -35,10 +35,18 @@ pools:
 `
 
 // secretsEnv sets the secrets every role needs through the environment.
+// Secrets of the tests, of the length Load requires.
+const (
+	testWebhookSecret = "whsec-0123456789abcdef0123456789abcdef"
+	testAdminToken    = "admintok-0123456789abcdef0123456789abcdef"
+	newSecret         = "new-secret-0123456789abcdef0123456789"
+	oldSecret         = "old-secret-0123456789abcdef0123456789"
+)
+
 func secretsEnv(t *testing.T) {
 	t.Helper()
-	t.Setenv(EnvWebhookSecret, "whsec")
-	t.Setenv(EnvPolicyAdminToken, "admintok")
+	t.Setenv(EnvWebhookSecret, testWebhookSecret)
+	t.Setenv(EnvPolicyAdminToken, testAdminToken)
 	t.Setenv(EnvGitHubToken, "ghtok")
 }
 
@@ -187,7 +195,7 @@ func TestSingleComponentsNeedAnExternalNATS(t *testing.T) {
 }
 
 func TestSecretsComeFromFilesTrimmed(t *testing.T) {
-	t.Setenv(EnvPolicyAdminToken, "admintok")
+	t.Setenv(EnvPolicyAdminToken, testAdminToken)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -196,7 +204,7 @@ func TestSecretsComeFromFilesTrimmed(t *testing.T) {
 		}
 		return p
 	}
-	wh := write("webhook", "new-secret\nold-secret\n\n")
+	wh := write("webhook", newSecret+"\n"+oldSecret+"\n\n")
 	tok := write("token", "  ghp_abc \n")
 	doc := strings.Replace(validDoc, "max_body: 1MiB", "max_body: 1MiB, secret_file: "+wh, 1)
 	doc = strings.Replace(doc, "TOKEN_FILE", tok, 1)
@@ -208,7 +216,7 @@ func TestSecretsComeFromFilesTrimmed(t *testing.T) {
 	for _, s := range c.Secrets.WebhookSecrets {
 		got = append(got, s.Reveal())
 	}
-	if d := cmp.Diff(got, []string{"new-secret", "old-secret"}); d != "" {
+	if d := cmp.Diff(got, []string{newSecret, oldSecret}); d != "" {
 		t.Errorf("webhook secrets (-got +want):\n%s", d)
 	}
 	if c.Secrets.GitHubToken.Reveal() != "ghp_abc" {
@@ -229,8 +237,8 @@ func TestEnvironmentOverridesSecretFile(t *testing.T) {
 }
 
 func TestUnreadableOrEmptySecretFileNamesTheKey(t *testing.T) {
-	t.Setenv(EnvWebhookSecret, "whsec")
-	t.Setenv(EnvPolicyAdminToken, "admintok")
+	t.Setenv(EnvWebhookSecret, testWebhookSecret)
+	t.Setenv(EnvPolicyAdminToken, testAdminToken)
 	empty := filepath.Join(t.TempDir(), "empty")
 	os.WriteFile(empty, []byte(" \n"), 0o600)
 	for _, file := range []string{"/nonexistent/token", empty} {
@@ -281,8 +289,8 @@ func TestSizes(t *testing.T) {
 func TestExampleConfigIsValid(t *testing.T) {
 	// The example names secret files that do not exist here; the
 	// environment supplies the secrets instead.
-	t.Setenv(EnvWebhookSecret, "whsec")
-	t.Setenv(EnvPolicyAdminToken, "admintok")
+	t.Setenv(EnvWebhookSecret, testWebhookSecret)
+	t.Setenv(EnvPolicyAdminToken, testAdminToken)
 	t.Setenv(EnvGitHubPrivateKey, "pem")
 	b, err := os.ReadFile("../../deploy/config.example.yaml")
 	if err != nil {

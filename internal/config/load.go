@@ -73,6 +73,11 @@ func (c *Config) loadSecrets(role Role) error {
 		if c.Secrets.PolicyAdminToken, err = loadSecret("policy.admin_token_file", c.Policy.AdminTokenFile, EnvPolicyAdminToken); err != nil {
 			return err
 		}
+		if !c.Secrets.PolicyAdminToken.IsZero() {
+			if err := checkLength("policy.admin_token_file", source(c.Policy.AdminTokenFile, EnvPolicyAdminToken), c.Secrets.PolicyAdminToken); err != nil {
+				return err
+			}
+		}
 	}
 	if role.runsScaler() || role.runsPolicy() {
 		if c.Secrets.GitHubPrivateKey, err = loadSecret("github.private_key_file", c.GitHub.PrivateKeyFile, EnvGitHubPrivateKey); err != nil {
@@ -98,8 +103,15 @@ func loadWebhookSecrets(file string) ([]Secret, error) {
 		return nil, err
 	}
 	var out []Secret
-	for _, line := range strings.Split(s.Reveal(), "\n") {
+	for i, line := range strings.Split(s.Reveal(), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
+			what := source(file, EnvWebhookSecret)
+			if !strings.HasSuffix(what, EnvWebhookSecret) {
+				what = fmt.Sprintf("%s, line %d,", what, i+1)
+			}
+			if err := checkLength("webhook.secret_file", what, Secret{v: line}); err != nil {
+				return nil, err
+			}
 			out = append(out, Secret{v: line})
 		}
 	}

@@ -43,6 +43,12 @@ func (c *Config) validateListeners(role Role) error {
 		if c.Webhook.PublishTimeout <= 0 || c.Webhook.PublishTimeout.D() >= 10*time.Second {
 			return keyErr("webhook.publish_timeout", "must be above zero and under GitHub's 10s delivery timeout")
 		}
+		if c.Webhook.BodyTimeout <= 0 {
+			return keyErr("webhook.body_timeout", "must be greater than zero")
+		}
+		if c.Webhook.MaxBodiesAtOnce <= 0 {
+			return keyErr("webhook.max_bodies_at_once", "must be greater than zero")
+		}
 		if len(c.Secrets.WebhookSecrets) == 0 {
 			return keyErr("webhook.secret_file", "a webhook secret is required (or set "+EnvWebhookSecret+")")
 		}
@@ -59,6 +65,9 @@ func (c *Config) validateListeners(role Role) error {
 		}
 		if c.Policy.GitHubTimeout <= 0 {
 			return keyErr("policy.github_timeout", "must be greater than zero")
+		}
+		if err := checkListenerTLS("policy.tls", c.Policy.TLS); err != nil {
+			return err
 		}
 	}
 	if role.runsScaler() {

@@ -1,6 +1,7 @@
 package githubfake
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -26,6 +27,10 @@ type RepoSpec struct {
 	// Rulesets maps a branch to the types of the ruleset rules that apply
 	// to it (e.g. "pull_request", "deletion").
 	Rulesets map[string][]string
+	// RuleAnswers maps a branch to the answer of its rules endpoint, sent
+	// verbatim instead of one made from Rulesets: rules as GitHub's REST
+	// description allows them, parameters or not.
+	RuleAnswers map[string]json.RawMessage
 	// OutsideCollaborators maps a login to its role name: read, triage,
 	// write, maintain, admin or a custom role.
 	OutsideCollaborators map[string]string
@@ -126,6 +131,7 @@ func (s *Server) AddComment(fullName string, number int, c Comment) bool {
 func cloneSpec(spec RepoSpec) RepoSpec {
 	spec.Branches = maps.Clone(spec.Branches)
 	spec.Rulesets = maps.Clone(spec.Rulesets)
+	spec.RuleAnswers = maps.Clone(spec.RuleAnswers)
 	spec.OutsideCollaborators = maps.Clone(spec.OutsideCollaborators)
 	spec.Permissions = maps.Clone(spec.Permissions)
 	spec.PullRequests = slices.Clone(spec.PullRequests)

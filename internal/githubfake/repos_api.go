@@ -191,8 +191,12 @@ func (s *Server) handleGetProtection(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleBranchRules(w http.ResponseWriter, r *http.Request) {
 	branch := branchParam(r)
-	var rules []map[string]any
+	var (
+		rules []map[string]any
+		raw   json.RawMessage
+	)
 	ok := s.repo(chi.URLParam(r, "owner"), chi.URLParam(r, "repo"), func(spec *RepoSpec) {
+		raw = spec.RuleAnswers[branch]
 		rules = []map[string]any{}
 		for i, typ := range spec.Rulesets[branch] {
 			rule := map[string]any{"type": typ, "ruleset_source_type": "Repository", "ruleset_source": spec.FullName, "ruleset_id": i + 1}
@@ -208,6 +212,10 @@ func (s *Server) handleBranchRules(w http.ResponseWriter, r *http.Request) {
 	})
 	if !ok {
 		repoNotFound(w, "Not Found")
+		return
+	}
+	if raw != nil {
+		writeCacheable(w, r, raw)
 		return
 	}
 	writeCacheable(w, r, rules)

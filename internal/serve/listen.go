@@ -23,19 +23,28 @@ const shutdownTimeout = 20 * time.Second
 type readyFunc func(context.Context) error
 
 // withHealth adds GET /healthz (alive) and GET /readyz (dependencies ready)
-// to a listener's routes.
-func withHealth(r chi.Router, ready readyFunc) {
+// to a listener's routes, and a 404 that reveals nothing. Listeners may
+// face the internet, so their answers say nothing about the deployment
+// (no stream, bucket or path names, no versions): why a listener is not
+// ready goes to the log.
+func withHealth(r chi.Router, ready readyFunc, log zerolog.Logger) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, req *http.Request) {
 		if err := ready(req.Context()); err != nil {
-			// The reason names a dependency, never a secret.
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			log.Warn().Err(err).Msg("not ready")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	r.NotFound(notFound)
+}
+
+// notFound answers a path no route serves, naming none that do.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -77,8 +86,15 @@ func listen(name, addr string, h http.Handler, log zerolog.Logger) (*listener, e
 // requests to finish (bounded by shutdownTimeout).
 func (l *listener) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- l.srv.Serve(l.ln) }()
-	l.log.Info().Str("addr", l.ln.Addr().String()).Msg("listening")
+	tlsOn := l.srv.TLSConfig != nil
+	go func() {
+		if tlsOn {
+			errc <- l.srv.ServeTLS(l.ln, "", "")
+			return
+		}
+		errc <- l.srv.Serve(l.ln)
+	}()
+	l.log.Info().Str("addr", l.ln.Addr().String()).Bool("tls", tlsOn).Msg("listening")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("%s listener: %w", l.name, err)

@@ -6,6 +6,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,7 +68,7 @@ func Build(ctx context.Context, cfg *config.Config, role config.Role, log zerolo
 	}()
 
 	mr := chi.NewRouter()
-	withHealth(mr, p.bus.Ready)
+	withHealth(mr, p.bus.Ready, p.logFor("metrics"))
 	mr.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
 	if role == config.RoleServe || role == config.RoleScaler {
 		if err := p.addStatusView(mr); err != nil {
@@ -100,9 +101,22 @@ func (p *Process) logFor(component string) zerolog.Logger {
 }
 
 func (p *Process) addListener(name, addr string, h http.Handler) error {
+	return p.addListenerTLS(name, addr, h, config.ListenerTLS{})
+}
+
+// addListenerTLS adds a listener that serves HTTPS when t is enabled.
+func (p *Process) addListenerTLS(name, addr string, h http.Handler, t config.ListenerTLS) error {
 	l, err := listen(name, addr, h, p.log)
 	if err != nil {
 		return err
+	}
+	if t.Enabled() {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			l.ln.Close()
+			return fmt.Errorf("%s listener certificate: %w", name, err)
+		}
+		l.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	if p.addrs == nil {
 		p.addrs = map[string]string{}
@@ -148,6 +162,8 @@ func (p *Process) addWebhook() error {
 		Pools:          cfg.Pools,
 		MaxBody:        int64(cfg.Webhook.MaxBody),
 		PublishTimeout: cfg.Webhook.PublishTimeout.D(),
+		BodyTimeout:    cfg.Webhook.BodyTimeout.D(),
+		MaxBodies:      cfg.Webhook.MaxBodiesAtOnce,
 		Publisher:      p.bus.JS,
 		Log:            p.logFor("webhook"),
 		Registerer:     p.reg,
@@ -156,11 +172,8 @@ func (p *Process) addWebhook() error {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	r := chi.NewRouter()
-	withHealth(r, p.bus.Ready)
+	withHealth(r, p.bus.Ready, p.logFor("webhook"))
 	r.Handle(cfg.Webhook.Path, h)
-	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found: deliveries go to " + cfg.Webhook.Path})
-	})
 	return p.addListener("webhook", cfg.Webhook.Listen, r)
 }
 
@@ -189,9 +202,9 @@ func (p *Process) addPolicy(ctx context.Context) error {
 	r := chi.NewRouter()
 	withHealth(r, func(ctx context.Context) error {
 		return errors.Join(p.bus.Ready(ctx), svc.Ready(ctx))
-	})
+	}, p.logFor("policy"))
 	r.Mount("/", svc.Handler())
-	return p.addListener("policy", cfg.Policy.Listen, r)
+	return p.addListenerTLS("policy", cfg.Policy.Listen, r, cfg.Policy.TLS)
 }
 
 func (p *Process) addScaler(ctx context.Context) error {
