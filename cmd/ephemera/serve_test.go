@@ -24,19 +24,7 @@ import (
 // binary is the ephemera command built once for the process-level tests.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ephemera-bin")
-	if err != nil {
-		panic(err)
-	}
-	if binary, err = e2etest.BuildCommand("./cmd/ephemera", dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2etest.MainWithCommand(m, "./cmd/ephemera", &binary) }
 
 // serveProc is one `ephemera serve` process.
 type serveProc struct {

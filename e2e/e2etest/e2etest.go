@@ -100,10 +100,27 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// BuildCommand builds the command in pkg (a path from the repository's
-// root, e.g. "./cmd/ephemera") into dir and returns the binary's path;
-// for TestMain, which has no testing.TB.
-func BuildCommand(pkg, dir string) (string, error) {
+// MainWithCommand is a TestMain for tests that start the command in pkg
+// (a path from the repository's root, e.g. "./cmd/ephemera") as
+// processes: it builds it once into a temporary directory, sets *bin to
+// its path, runs the tests and exits with their status.
+func MainWithCommand(m *testing.M, pkg string, bin *string) {
+	dir, err := os.MkdirTemp("", "ephemera-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *bin, err = buildCommand(pkg, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildCommand(pkg, dir string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err

@@ -6,8 +6,6 @@
 package scaleout
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/ephemera-ci/ephemera/e2e/e2etest"
@@ -17,16 +15,4 @@ import (
 // start.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ephemera-bin")
-	if err != nil {
-		panic(err)
-	}
-	if binary, err = e2etest.BuildCommand("./cmd/ephemera", dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2etest.MainWithCommand(m, "./cmd/ephemera", &binary) }
