@@ -350,10 +350,17 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		log.Warn().Err(err).Dur(logkey.RetryIn, delay).Msg("provision job runner failed; undone, will retry")
 		return nak(delay)
 	}
-	claim.provisioned(claim.Runner)
 	// The runner exists: record it even when ctx ends right now.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
+	// The fences rewrote the claim from fresh reads (a completed or
+	// in_progress event may have moved it on before them): provisioned
+	// goes on top of the claim as it is at rev, never on the copy read
+	// before provisioning, which would drop those events.
+	if cur, gerr := s.kv.claims.get(ctx, ev.JobID); gerr == nil && cur.Found && cur.Rev == rev {
+		claim = cur.Val
+	}
+	claim.provisioned(claim.Runner)
 	if _, err := s.kv.claims.swap(ctx, claim, rev); err != nil {
 		// Someone took the claim over meanwhile (or moved it on): ours is
 		// a runner too many for this job. Remove it, GitHub first.
