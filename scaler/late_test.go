@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,6 +143,39 @@ func TestAQueuedDeliveryReceivedBeforeItsJobCompletedIsStillOwedItsRunner(t *tes
 		t.Errorf("%d runners created for the job, want its one owed runner", n)
 	}
 	if c, ok := e.claim(job); !ok || !c.Completed || c.State != "provisioned" {
+		t.Errorf("claim %+v (found %v), want provisioned and still completed", c, ok)
+	}
+}
+
+// A completed event handled while the job's runner is being provisioned,
+// before the fences that precede registration and create (a job taken by
+// an idle runner while this one was made): the fences re-read the claim,
+// and provisioned must go on top of what they read. Written on the copy
+// read before provisioning, it dropped the completion and left the claim
+// open until reprovisionStuck (the scale-out test's run 12, job 5051).
+func TestACompletionHandledMidProvisioningIsKeptOnTheClaim(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	const job = 454545
+	var once sync.Once
+	seen := make(chan error, 1)
+	e.tokens.OnMint = func(string) {
+		once.Do(func() {
+			e.publish(jobs.Event{Action: jobs.Completed, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl", Conclusion: "success"})
+			seen <- waitfor.Within(5*time.Second, func() bool {
+				c, ok := e.claim(job)
+				return ok && c.Completed
+			})
+		})
+	}
+	e.start(e.config())
+	seq := e.publish(jobs.Event{Action: jobs.Queued, JobID: job, Pool: "small", Repository: "acme/app"})
+	waitfor.True(t, 10*time.Second, "the queued event to be handled", e.handled(seq))
+	if err := <-seen; err != nil {
+		t.Fatalf("the completed event, handled while the runner was provisioned: %v", err)
+	}
+	c, ok := e.claim(job)
+	if !ok || !c.Completed || c.State != "provisioned" {
 		t.Errorf("claim %+v (found %v), want provisioned and still completed", c, ok)
 	}
 }
