@@ -1,15 +1,19 @@
 package policy_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/policy"
 )
 
 var runnerEndpoints = []struct{ method, path, body string }{
@@ -240,4 +244,41 @@ func TestReadyWhileTheBusIsUp(t *testing.T) {
 	if err := e.svc.Ready(t.Context()); err == nil {
 		t.Fatal("Ready with the bus closed: nil, want an error")
 	}
+}
+
+// A runner refused for its token fails its job with no other trace in
+// ephemera: the refusal is logged, with the path and never the token.
+func TestARefusedTokenIsLoggedWithoutTheToken(t *testing.T) {
+	var buf syncBuffer
+	e := newEnv(t, func(c *policy.Config) { c.Log = zerolog.New(&buf) })
+	tok := strings.Repeat("cd", 32)
+	code, _ := do(t, e.srv.URL, http.MethodPost, "/check-run", tok, "application/json", `{}`)
+	if code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", code)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "one-time token refused") || !strings.Contains(out, `"path":"/check-run"`) {
+		t.Errorf("log %q: want a line saying the token was refused, with its path", out)
+	}
+	if strings.Contains(out, tok) {
+		t.Errorf("the log holds the refused token: %q", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -52,6 +52,9 @@ func (s *Service) consume(w http.ResponseWriter, r *http.Request, token string) 
 	runner, err := s.cfg.Tokens.Consume(ctx, token)
 	switch {
 	case errors.Is(err, tokens.ErrUnknownToken):
+		// A runner refused here fails its job with no other trace in
+		// ephemera: say so (never the token itself).
+		s.refusals.Info().Str(logkey.Path, r.URL.Path).Str(logkey.Remote, r.RemoteAddr).Msg("one-time token refused: unknown, used or expired")
 		unauthorized(w)
 		return "", false
 	case err != nil:

@@ -65,7 +65,10 @@ type Service struct {
 	gh      gitHub
 	metrics *metrics
 	log     zerolog.Logger
-	health  *health
+	// refusals logs refused tokens, at most a burst a second: a flood of
+	// bad tokens must not flood the log.
+	refusals zerolog.Logger
+	health   *health
 }
 
 // New checks cfg, fills its defaults and creates the document bucket.
@@ -111,13 +114,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	gh := newGitHubAPI(cfg.GitHub, newCache(cfg.CacheTTL, cfg.CacheEntries, m.cache), cfg.GitHubTimeout)
 	return &Service{
-		cfg:     cfg,
-		docs:    docs,
-		checker: &checker{gh: gh, phrase: cfg.AuthorizationPhrase},
-		gh:      gh,
-		metrics: m,
-		log:     cfg.Log,
-		health:  &health{ttl: cfg.HealthTTL, timeout: cfg.GitHubTimeout, ping: gh.ping, log: cfg.Log},
+		cfg:      cfg,
+		docs:     docs,
+		checker:  &checker{gh: gh, phrase: cfg.AuthorizationPhrase},
+		gh:       gh,
+		metrics:  m,
+		log:      cfg.Log,
+		refusals: cfg.Log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
+		health:   &health{ttl: cfg.HealthTTL, timeout: cfg.GitHubTimeout, ping: gh.ping, log: cfg.Log},
 	}, nil
 }
 

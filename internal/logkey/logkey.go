@@ -21,6 +21,7 @@ const (
 	Status    = "status"
 	Method    = "method"
 	Path      = "path"
+	Remote    = "remote"
 	Op        = "op"
 	Check     = "check"
 	// Scaler.

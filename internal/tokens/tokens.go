@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
@@ -46,6 +47,7 @@ type Config struct {
 // Store mints and consumes one-time tokens.
 type Store struct {
 	kv  jetstream.KeyValue
+	nc  *nats.Conn
 	ttl time.Duration
 	now func() time.Time
 }
@@ -78,7 +80,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	return &Store{kv: kv, ttl: cfg.TTL, now: cfg.Now}, nil
+	return &Store{kv: kv, nc: cfg.Bus.Conn, ttl: cfg.TTL, now: cfg.Now}, nil
 }
 
 // Mint creates a token bound to runnerName and valid for the TTL.
@@ -111,16 +113,13 @@ func (s *Store) Consume(ctx context.Context, token string) (string, error) {
 		return "", ErrUnknownToken
 	}
 	k := key(token)
-	e, err := s.kv.Get(ctx, k)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", ErrUnknownToken
-	}
+	val, rev, err := s.read(ctx, k)
 	if err != nil {
-		return "", fmt.Errorf("consume token: %w", err)
+		return "", err
 	}
 	// Purge only if nobody consumed it since we read it: the revision
 	// check makes the consumption atomic across replicas.
-	err = s.kv.Purge(ctx, k, jetstream.LastRevision(e.Revision()))
+	err = s.kv.Purge(ctx, k, jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return "", ErrUnknownToken
 	}
@@ -128,13 +127,90 @@ func (s *Store) Consume(ctx context.Context, token string) (string, error) {
 		return "", fmt.Errorf("consume token: %w", err)
 	}
 	var r record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(val, &r); err != nil {
 		return "", ErrUnknownToken
 	}
 	if !s.now().Before(r.Expires) {
 		return "", ErrUnknownToken
 	}
 	return r.Runner, nil
+}
+
+// read returns the record stored under k and its revision, or
+// ErrUnknownToken when there is none.
+//
+// A key-value read is a direct get, which any replica of the bucket's
+// stream may answer, and a follower that lags behind the leader answers
+// "not found" for a token minted a moment ago through another node: the
+// runner's one check would be refused. So "not found" is confirmed by the
+// stream's leader, whose answer is current; a token that exists is found
+// at once (tokens are written once, so a found record is never stale).
+func (s *Store) read(ctx context.Context, k string) ([]byte, uint64, error) {
+	e, err := s.kv.Get(ctx, k)
+	if err == nil {
+		return e.Value(), e.Revision(), nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("consume token: %w", err)
+	}
+	val, rev, err := s.leaderGet(ctx, k)
+	if err != nil {
+		return nil, 0, fmt.Errorf("consume token: confirm with the stream leader: %w", err)
+	}
+	if val == nil {
+		return nil, 0, ErrUnknownToken
+	}
+	return val, rev, nil
+}
+
+// leaderGet reads the last message of key k's subject through the
+// stream's message-get API, which only the stream leader answers. It
+// returns a nil value when the key holds nothing or was deleted or
+// purged.
+func (s *Store) leaderGet(ctx context.Context, k string) ([]byte, uint64, error) {
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{"$KV." + Bucket + "." + k})
+	if err != nil {
+		return nil, 0, err
+	}
+	msg, err := s.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET.KV_"+Bucket, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq     uint64 `json:"seq"`
+			Headers []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("decode message-get answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, 0, nil
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("message get: %s (code %d)", resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return nil, 0, errors.New("message get: empty answer")
+	}
+	if len(resp.Message.Headers) > 0 {
+		hdr, err := nats.DecodeHeadersMsg(resp.Message.Headers)
+		if err != nil {
+			return nil, 0, fmt.Errorf("decode message headers: %w", err)
+		}
+		if op := hdr.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, nil
+		}
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 // WellFormed reports whether token has the shape of a one-time token.

@@ -178,3 +178,27 @@ func TestBucketHoldsNoRawToken(t *testing.T) {
 		t.Fatalf("bucket TTL = %v, want 1h", st.TTL())
 	}
 }
+
+// A bucket's direct gets may be answered by a follower that has not yet
+// applied the token's write (minted a moment ago through another node):
+// "not found" from it must not refuse the runner's one check. The stream
+// leader decides, and a spent or never-minted token stays refused.
+func TestATokenMissingOnALaggingReplicaIsFoundOnTheLeader(t *testing.T) {
+	b, _ := bustest.Open(t)
+	s := newStore(t, b, nil)
+	tok, err := s.Mint(t.Context(), "eph-small-lag")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	tokens.ReadFromALaggingReplica(s)
+	if runner, err := s.Consume(t.Context(), tok); err != nil || runner != "eph-small-lag" {
+		t.Fatalf("Consume through a lagging replica = %q, %v; want eph-small-lag, nil", runner, err)
+	}
+	if _, err := s.Consume(t.Context(), tok); !errors.Is(err, tokens.ErrUnknownToken) {
+		t.Fatalf("second Consume: got %v, want ErrUnknownToken (the leader holds its purge)", err)
+	}
+	never := strings.Repeat("ab", tokens.Len/2)
+	if _, err := s.Consume(t.Context(), never); !errors.Is(err, tokens.ErrUnknownToken) {
+		t.Fatalf("Consume of a token never minted: got %v, want ErrUnknownToken", err)
+	}
+}
