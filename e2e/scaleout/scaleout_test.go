@@ -334,6 +334,15 @@ func TestScaleOutOnLXD(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			for _, j := range fake.Jobs() {
+				if j.Status != githubfake.JobCompleted {
+					t.Logf("unfinished job %d: %s, runner %q; claim %s", j.ID, j.Status, j.RunnerName, storedClaim(t, cluster, j.ID))
+					trail(t, procs, j.ID, j.RunnerName)
+				}
+			}
+			for _, r := range fake.Runners() {
+				t.Logf("registration %s (%d): online %v, busy %v, job %d", r.Name, r.ID, r.Online, r.Busy, r.JobID)
+			}
 			t.Fatalf("only %d of %d jobs finished in 8 minutes", finished, jobs)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -471,6 +480,27 @@ func trail(t *testing.T, procs []*proc, id int64, runner string) {
 			}
 		}
 	}
+}
+
+// storedClaim returns job id's claim record as stored, or why it cannot.
+func storedClaim(t *testing.T, cluster *bustest.Cluster, id int64) string {
+	t.Helper()
+	bc := cluster.BusConfig()
+	bc.Replicas = 3
+	b, err := bus.Open(t.Context(), bc)
+	if err != nil {
+		return err.Error()
+	}
+	defer b.Close()
+	kv, err := b.JS.KeyValue(t.Context(), scaler.BucketJobs)
+	if err != nil {
+		return err.Error()
+	}
+	e, err := kv.Get(t.Context(), strconv.FormatInt(id, 10))
+	if err != nil {
+		return err.Error()
+	}
+	return string(e.Value())
 }
 
 // openClaims returns the job claims that are neither completed nor known
