@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -48,12 +49,35 @@ func (p *Provider) Create(ctx context.Context, spec scaler.InstanceSpec) (err er
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create instance %s: %w", spec.Name, err)
 	}
-	op, err := pl.srv.CreateInstance(post)
-	if err == nil {
-		err = op.WaitContext(ctx)
+	source := SourceImage
+	if src, tpl := p.sourceFor(pl); tpl != "" {
+		tplPost := post
+		tplPost.Source = src
+		tplPost.Config = maps.Clone(post.Config)
+		// A copy inherits its source's config: these are the template's.
+		for _, k := range []string{KeyTemplate, KeyTemplateImage, KeyTemplateReady} {
+			tplPost.Config[k] = ""
+		}
+		err := p.createOnce(ctx, pl, tplPost)
+		switch {
+		case err == nil:
+			source = SourceTemplate
+		case ctx.Err() != nil:
+			return fmt.Errorf("create instance %s: %w", spec.Name, ctx.Err())
+		case p.exists(pl, spec.Name):
+			return p.createError(ctx, pl, spec.Name, userData, err)
+		default:
+			// The template went (rebuilt, deleted): the image never
+			// fails a job for it.
+			log.Warn().Err(err).Str(logkey.Template, tpl).Msg("copy of the template failed; creating from the image")
+			p.tpl.forget(pl.cfg.Name, tpl)
+			p.tpl.nudge()
+		}
 	}
-	if err != nil {
-		return p.createError(ctx, pl, spec.Name, userData, err)
+	if source == SourceImage {
+		if err := p.createOnce(ctx, pl, post); err != nil {
+			return p.createError(ctx, pl, spec.Name, userData, err)
+		}
 	}
 	if !p.createStart {
 		if err := p.startInstance(ctx, spec.Name); err != nil {
@@ -66,8 +90,24 @@ func (p *Provider) Create(ctx context.Context, spec scaler.InstanceSpec) (err er
 			return fmt.Errorf("start instance %s: %w", spec.Name, err)
 		}
 	}
-	log.Debug().Dur(logkey.Duration, time.Since(start)).Msg("instance started")
+	p.metrics.creates.WithLabelValues(pl.cfg.Name, source).Inc()
+	log.Debug().Dur(logkey.Duration, time.Since(start)).Str(logkey.Source, source).Msg("instance started")
 	return nil
+}
+
+// createOnce sends one create request and waits for its operation.
+func (p *Provider) createOnce(ctx context.Context, pl *pool, post api.InstancesPost) error {
+	op, err := pl.srv.CreateInstance(post)
+	if err == nil {
+		err = op.WaitContext(ctx)
+	}
+	return err
+}
+
+// exists reports whether LXD has an instance of that name.
+func (p *Provider) exists(pl *pool, name string) bool {
+	_, _, err := pl.srv.GetInstance(name)
+	return err == nil
 }
 
 // post is the LXD request that creates spec's instance.

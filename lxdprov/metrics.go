@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec   // ephemera_lxd_requests_total{op,outcome}
 	duration *prometheus.HistogramVec // ephemera_lxd_operation_seconds{op}
+	creates  *prometheus.CounterVec   // ephemera_lxd_creates_total{pool,source}
 }
 
 // Operation names, the op label.
@@ -19,6 +20,14 @@ const (
 	opList   = "list"
 	opDelete = "delete"
 	opGuard  = "network_guard"
+	// opTemplate is a template's build (template.go).
+	opTemplate = "template_build"
+)
+
+// Where a created instance came from, the source label.
+const (
+	SourceTemplate = "template"
+	SourceImage    = "image"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ephemera_lxd_requests_total",
-		Help: "LXD operations by operation (create, list, delete, network_guard) and outcome.",
+		Help: "LXD operations by operation (create, list, delete, network_guard, template_build) and outcome.",
 	}, []string{"op", "outcome"}))
 	if err != nil {
 		return nil, err
@@ -40,7 +49,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{requests: requests, duration: duration}, nil
+	creates, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ephemera_lxd_creates_total",
+		Help: "Instances created and started, by pool and source: a copy of the pool's template, or the image.",
+	}, []string{"pool", "source"}))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{requests: requests, duration: duration, creates: creates}, nil
 }
 
 // register registers c, or returns the collector already registered under

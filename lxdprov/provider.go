@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/canonical/lxd/shared/api"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +42,10 @@ type Config struct {
 	// runner NIC is on that network with NICFilters set, and
 	// EnsureNetworkGuard keeps the network's egress ACL in line.
 	Network config.RunnerNetwork
-	Log     zerolog.Logger
+	// TemplateInterval is how often Run checks each container pool's
+	// template against its image. Zero: DefaultTemplateInterval.
+	TemplateInterval time.Duration
+	Log              zerolog.Logger
 	// Registerer receives the provider's metrics. Nil: a private registry.
 	Registerer prometheus.Registerer
 }
@@ -60,6 +64,7 @@ type Provider struct {
 	conns       *connTracker
 	log         zerolog.Logger
 	metrics     *metrics
+	tpl         *templates
 }
 
 var _ scaler.Provisioner = (*Provider)(nil)
@@ -147,6 +152,7 @@ func newProvider(ctx context.Context, cfg Config, where string, srv server, targ
 		conns:       &connTracker{},
 		log:         cfg.Log,
 		metrics:     m,
+		tpl:         newTemplates(cfg.TemplateInterval),
 	}
 	if g != nil {
 		if _, _, err := runnerNetwork(srv, g.network); err != nil {
@@ -164,9 +170,12 @@ func newProvider(ctx context.Context, cfg Config, where string, srv server, targ
 		p.pools[pc.Name] = pl
 	}
 	p.log.Info().Str("lxd", where).Str("project", cfg.Project).
-		Strs("pools", slices.Sorted(maps.Keys(p.pools))).Msg("connected to LXD")
+		Strs("pools", p.poolNames()).Msg("connected to LXD")
 	return p, nil
 }
+
+// poolNames returns the configured pools' names, sorted.
+func (p *Provider) poolNames() []string { return slices.Sorted(maps.Keys(p.pools)) }
 
 // Close ends the provider's connections to LXD. The provider must not be
 // used afterwards.
@@ -194,13 +203,11 @@ func (p *Provider) resolvePool(ctx context.Context, pc config.Pool, srv server) 
 	if err != nil {
 		return nil, err
 	}
-	if pc.Disk > 0 {
-		rootName, rootDisk := rootDiskIn(devices)
-		if rootDisk == nil {
-			return nil, fmt.Errorf("disk %s: profiles %q have no root disk device to size: %w", pc.Disk, pc.Profiles, scaler.ErrMisconfigured)
-		}
-		root := maps.Clone(rootDisk)
-		root["size"] = pc.Disk.String()
+	rootName, root, err := rootDevice(srv, pc, devices)
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
 		pl.devices = map[string]map[string]string{rootName: root}
 	}
 	if p.guard != nil {

@@ -1,6 +1,8 @@
 package lxdprov
 
 import (
+	"io"
+
 	lxd "github.com/canonical/lxd/client"
 	"github.com/canonical/lxd/shared/api"
 )
@@ -18,6 +20,12 @@ type server interface {
 	GetProfile(name string) (*api.Profile, string, error)
 	GetProject(name string) (*api.Project, string, error)
 	HasExtension(extension string) bool
+	GetStoragePool(name string) (*api.StoragePool, string, error)
+
+	// Templates (template.go).
+	UpdateInstance(name string, instance api.InstancePut, etag string) (lxd.Operation, error)
+	ExecInstance(name string, exec api.InstanceExecPost, args *lxd.InstanceExecArgs) (lxd.Operation, error)
+	GetInstanceFile(name string, path string) (io.ReadCloser, *lxd.InstanceFileResponse, error)
 
 	// The runner network guard (guard.go).
 	GetNetwork(name string) (*api.Network, string, error)

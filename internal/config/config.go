@@ -188,6 +188,10 @@ type Pool struct {
 	Target string `yaml:"target"`
 	// UserData is a cloud-config snippet merged after ephemera's own.
 	UserData string `yaml:"user_data"`
+	// StoragePool is the LXD storage pool the instances' root disks live
+	// on. Empty: the one the profiles' root disk names. A copy-on-write
+	// driver (btrfs, zfs, lvm thin) creates instances much faster than dir.
+	StoragePool string `yaml:"storage_pool"`
 }
 
 // Secrets are the credentials Load read from files or the environment.

@@ -69,6 +69,17 @@ func TestParseFillsDefaults(t *testing.T) {
 	}
 }
 
+func TestAPoolNamesItsStoragePool(t *testing.T) {
+	secretsEnv(t)
+	c, err := parseServe(t, strings.Replace(validDoc, "    max: 10", "    max: 10\n    storage_pool: fast_btrfs-1", 1))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := c.Pools[0].StoragePool; got != "fast_btrfs-1" {
+		t.Errorf("storage_pool = %q, want fast_btrfs-1", got)
+	}
+}
+
 func TestValidationErrorsNameTheKey(t *testing.T) {
 	secretsEnv(t)
 	cases := []struct {
@@ -124,6 +135,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"min_idle above max", repl(`min_idle: 1`, `min_idle: 11`), "pools[0].min_idle"},
 		{"a duplicate pool", add("  - { name: small, labels: [x], image: i, max: 1 }\n"), "pools[1].name"},
 		{"user data that is not YAML", repl(`    max: 10`, "    max: 10\n    user_data: \"a: [\""), "pools[0].user_data"},
+		{"a storage pool name with a slash", repl(`    max: 10`, "    max: 10\n    storage_pool: a/b"), "pools[0].storage_pool"},
+		{"a storage pool name starting with a dot", repl(`    max: 10`, "    max: 10\n    storage_pool: .hidden"), "pools[0].storage_pool"},
 		{"an empty profile", repl(`    max: 10`, "    max: 10\n    profiles: [\"\"]"), "pools[0].profiles[0]"},
 		{"a key set twice", repl(`    max: 10`, "    max: 10\n    max: 11"), "pools[0].max"},
 		{"a section that is a list", repl(`metrics: { listen: "127.0.0.1:9090" }`, `metrics: [a]`), "metrics"},

@@ -17,6 +17,10 @@ const MaxPoolName = 30
 
 var poolNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
+// storagePoolRE: an LXD storage pool name (LXD refuses '/', and names
+// starting with '-' or '.' would read as options or paths).
+var storagePoolRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
 // Validate checks the configuration for role and returns the first problem
 // as a *KeyError.
 func (c *Config) Validate(role Role) error {
@@ -224,6 +228,8 @@ func (c *Config) validatePools(role Role) error {
 			return keyErr(k("max"), "must be at least 1")
 		case p.MinIdle > p.Max:
 			return keyErr(k("min_idle"), fmt.Sprintf("must not exceed max (%d)", p.Max))
+		case p.StoragePool != "" && !storagePoolRE.MatchString(p.StoragePool):
+			return keyErr(k("storage_pool"), fmt.Sprintf("must be an LXD storage pool name: 1-63 characters of A-Z, a-z, 0-9, _, . and -, starting with a letter or digit; got %q", p.StoragePool))
 		}
 		names[p.Name] = true
 		for j, l := range p.Labels {

@@ -33,4 +33,8 @@ const (
 	// The runner network guard.
 	Network = "network"
 	ACL     = "acl"
+	// Instance templates (lxdprov): the template copied, and where an
+	// instance came from (template or image).
+	Template = "template"
+	Source   = "source"
 )

@@ -3,8 +3,8 @@
 // it retries — not of LXD's behaviour, which lxdprov tests against the
 // real daemon. Server implements the methods of LXD's client that lxdprov
 // calls; its zero value is an LXD with the default project and an empty
-// default profile, no images, instances, networks or ACLs, and every API
-// extension.
+// default profile, a "default" dir storage pool, no images, instances,
+// networks or ACLs, and every API extension.
 //
 // Operations complete before the call that starts them returns. Failures
 // are injected with Fail (the request is refused) and FailOp (the request
@@ -79,6 +79,7 @@ type Server struct {
 	projects  map[string]*api.Project
 	networks  map[string]*api.Network
 	acls      map[string]*api.NetworkACL
+	storage   map[string]*api.StoragePool
 }
 
 func (s *Server) initLocked() {
@@ -92,6 +93,7 @@ func (s *Server) initLocked() {
 	s.projects = map[string]*api.Project{"default": {Name: "default", Config: map[string]string{}}}
 	s.networks = map[string]*api.Network{}
 	s.acls = map[string]*api.NetworkACL{}
+	s.storage = map[string]*api.StoragePool{"default": {Name: "default", Driver: "dir"}}
 }
 
 // begin records c and asks Fail; it returns with s.mu held when the
