@@ -115,14 +115,16 @@ func TemplateName(pool, fp string) string {
 	return "eph-tpl-" + pool + "-" + fp[:min(12, len(fp))]
 }
 
-// usesTemplate reports whether a pool's instances may be copied from a
-// template. Only containers are: a template's gain is that its rootfs is
-// already shifted to the containers' id map, which a virtual machine does
-// not need, and on a copy-on-write storage pool an instance from an image
-// is already a snapshot of the image's volume.
-func usesTemplate(pc config.Pool) bool { return pc.InstanceType == config.InstanceContainer }
+// usesTemplate reports whether a pool's instances are copied from a
+// template: its template key, for containers only. A template's gain is
+// that its rootfs is already shifted to the containers' id map, which a
+// virtual machine does not need; on a copy-on-write storage pool an
+// instance from an image is already a snapshot of the image's volume.
+func usesTemplate(pc config.Pool) bool {
+	return pc.Template && pc.InstanceType == config.InstanceContainer
+}
 
-// Run keeps every container pool's template in step with its image until
+// Run keeps the template of every pool with template: true in step with its image until
 // ctx ends: it builds the template when there is none for the image the
 // pool's alias points to now, marks it ready, and deletes the pool's
 // templates of earlier images. It checks every Config.TemplateInterval, and
@@ -428,4 +430,25 @@ func (p *Provider) sourceFor(pl *pool) (src api.InstanceSource, tpl string) {
 		return pl.source, ""
 	}
 	return api.InstanceSource{Type: "copy", Source: ref.name, InstanceOnly: true}, ref.name
+}
+
+// DeleteTemplates deletes every template of the provider's pools, ready or
+// not: for tests' cleanup, and for taking a deployment down. Run rebuilds
+// them when it runs again.
+func (p *Provider) DeleteTemplates(ctx context.Context) error {
+	all, err := p.srv.GetInstances(api.InstanceTypeAny)
+	if err != nil {
+		return fmt.Errorf("list templates: %w", err)
+	}
+	var errs []error
+	for _, inst := range all {
+		if _, ours := p.pools[inst.Config[KeyTemplate]]; !ours {
+			continue
+		}
+		p.tpl.forget(inst.Config[KeyTemplate], inst.Name)
+		if err := p.Delete(ctx, inst.Name); err != nil {
+			errs = append(errs, fmt.Errorf("delete template %s: %w", inst.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -192,6 +192,13 @@ type Pool struct {
 	// on. Empty: the one the profiles' root disk names. A copy-on-write
 	// driver (btrfs, zfs, lvm thin) creates instances much faster than dir.
 	StoragePool string `yaml:"storage_pool"`
+	// Template: container instances are copies of a template instance
+	// prepared once per image (started once so its rootfs is shifted to
+	// the containers' id map, its machine identity and cloud-init state
+	// reset, stopped), instead of new instances from the image: faster to
+	// start, copy-on-write on a btrfs or zfs storage pool. Instances come
+	// from the image while there is no template. Containers only.
+	Template bool `yaml:"template"`
 }
 
 // Secrets are the credentials Load read from files or the environment.

@@ -137,6 +137,7 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"user data that is not YAML", repl(`    max: 10`, "    max: 10\n    user_data: \"a: [\""), "pools[0].user_data"},
 		{"a storage pool name with a slash", repl(`    max: 10`, "    max: 10\n    storage_pool: a/b"), "pools[0].storage_pool"},
 		{"a storage pool name starting with a dot", repl(`    max: 10`, "    max: 10\n    storage_pool: .hidden"), "pools[0].storage_pool"},
+		{"a template for a virtual machine", repl(`    max: 10`, "    max: 10\n    template: true"), "pools[0].template"},
 		{"an empty profile", repl(`    max: 10`, "    max: 10\n    profiles: [\"\"]"), "pools[0].profiles[0]"},
 		{"a key set twice", repl(`    max: 10`, "    max: 10\n    max: 11"), "pools[0].max"},
 		{"a section that is a list", repl(`metrics: { listen: "127.0.0.1:9090" }`, `metrics: [a]`), "metrics"},

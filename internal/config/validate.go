@@ -228,6 +228,8 @@ func (c *Config) validatePools(role Role) error {
 			return keyErr(k("max"), "must be at least 1")
 		case p.MinIdle > p.Max:
 			return keyErr(k("min_idle"), fmt.Sprintf("must not exceed max (%d)", p.Max))
+		case p.Template && p.InstanceType != InstanceContainer:
+			return keyErr(k("template"), fmt.Sprintf("applies to instance_type %s only (a virtual machine's disk needs no id shifting; a copy-on-write storage_pool speeds its creation)", InstanceContainer))
 		case p.StoragePool != "" && !storagePoolRE.MatchString(p.StoragePool):
 			return keyErr(k("storage_pool"), fmt.Sprintf("must be an LXD storage pool name: 1-63 characters of A-Z, a-z, 0-9, _, . and -, starting with a letter or digit; got %q", p.StoragePool))
 		}

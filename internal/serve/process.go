@@ -232,6 +232,7 @@ func (p *Process) addScaler(ctx context.Context) error {
 	}
 	p.lxd = prov
 	p.closers = append(p.closers, func() { _ = prov.Close() })
+	p.runners = append(p.runners, prov.Run) // the pools' templates
 	ghs, err := ghactions.New(ghactions.Config{
 		Clients:       gh,
 		Org:           cfg.GitHub.Org,

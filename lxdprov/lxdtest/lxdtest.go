@@ -161,7 +161,8 @@ func New(t testing.TB, cfg lxdprov.Config) *lxdprov.Provider {
 	return p
 }
 
-// DeleteAll deletes every instance p lists, and fails t when one remains.
+// DeleteAll deletes every instance p lists and its pools' templates, and
+// fails t when one remains.
 func DeleteAll(t testing.TB, p *lxdprov.Provider) {
 	t.Helper()
 	// t.Context() has ended by the time cleanups run.
@@ -178,6 +179,9 @@ func DeleteAll(t testing.TB, p *lxdprov.Provider) {
 		g.Go(func() error { return p.Delete(ctx, inst.Name) })
 	}
 	if err := g.Wait(); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	if err := p.DeleteTemplates(ctx); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 }
@@ -232,13 +236,7 @@ func randomHex(n int) string {
 // tests that close their provider.
 func ForceDelete(t testing.TB, name string) {
 	t.Helper()
-	c := Client(t)
-	if op, err := c.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
-		_ = op.Wait()
-	}
-	if op, err := c.DeleteInstance(name); err == nil {
-		_ = op.Wait()
-	}
+	forceDelete(Client(t), name)
 	if Instance(t, name) != nil {
 		t.Errorf("cleanup: instance %s still exists", name)
 	}
