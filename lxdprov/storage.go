@@ -96,3 +96,13 @@ func (p *Provider) Storage(ctx context.Context) ([]PoolStorage, error) {
 	}
 	return out, nil
 }
+
+// Warning is what an operator should hear about this placement, or "": a
+// virtual machine on a dir storage pool gets a full copy of its image's
+// multi-gigabyte disk at every create.
+func (s PoolStorage) Warning() string {
+	if s.InstanceType == config.InstanceVM && s.Driver == DriverDir {
+		return fmt.Sprintf("pool %s: virtual machines on storage pool %q (driver dir) copy the whole image disk for every instance; use a copy-on-write storage pool (btrfs, zfs, lvm thin) with storage_pool", s.Pool, s.StoragePool)
+	}
+	return ""
+}

@@ -54,7 +54,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(rest) == 0 || rest[0] != "check" {
 			return cli.Usagef("usage: ephemera config check --config FILE")
 		}
-		return configCheck(rest[1:], stdout, stderr)
+		return configCheck(ctx, rest[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ephemera "+version)
 		return nil

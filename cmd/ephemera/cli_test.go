@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
 
@@ -117,5 +118,36 @@ func TestStatusReadsPoolsFromNATS(t *testing.T) {
 	}
 	if code := run(t.Context(), []string{"status", "--config", cfg}, &out, &errb); code != 2 {
 		t.Errorf("status without a way to reach NATS: exit %d, want 2", code)
+	}
+}
+
+func TestConfigCheckWarnsOfAVirtualMachinePoolOnDirStorage(t *testing.T) {
+	lxdtest.Require(t)
+	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value-0123456789abcdef")
+	t.Setenv("EPHEMERA_GITHUB_TOKEN", "s3cr3t-github-value")
+	// This machine's default profile keeps root disks on the dir pool
+	// "default" (make lxd-dev).
+	vm := writeConfig(t, strings.Replace(checkConfig, "instance_type: container", "instance_type: virtual-machine", 1))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a virtual-machine pool on dir is warned of", []string{"config", "check", "--config", vm}, `warning: pool small: virtual machines on storage pool "default" (driver dir)`},
+		{"a container pool on dir is not", []string{"config", "check", "--config", writeConfig(t, checkConfig)}, ""},
+		{"--offline does not ask LXD", []string{"config", "check", "--offline", "--config", vm}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(t.Context(), tc.args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d, want 0 (stderr %q)", code, errb.String())
+			}
+			if tc.want == "" && errb.Len() != 0 {
+				t.Errorf("stderr %q, want nothing", errb.String())
+			}
+			if !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("stderr %q does not contain %q", errb.String(), tc.want)
+			}
+		})
 	}
 }
