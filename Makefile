@@ -44,7 +44,7 @@ bench: ## Run every benchmark once; print one table of figures and write bench/r
 	$(GO) run ./cmd/ephemera-benchtable -json bench/results.json < bench/raw.txt
 
 .PHONY: lxd-dev
-lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, Debian; idempotent).
+lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, Debian; idempotent). LXD_STORAGE=btrfs adds a btrfs storage pool.
 	bash deploy/lxd/setup.sh
 
 .PHONY: standin-image

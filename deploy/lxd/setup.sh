@@ -4,16 +4,23 @@
 #   - starts the LXD daemon when it is not running and waits for it,
 #   - creates the "default" dir storage pool and the default profile's root
 #     disk when missing (and no network: instances here get no NIC),
+#   - with LXD_STORAGE=btrfs, installs btrfs-progs and creates a loop-backed
+#     btrfs storage pool (copy-on-write: instances are created several
+#     times faster than on dir) for pools to name with storage_pool,
 #   - makes LXD listen for HTTPS on 127.0.0.1:8443 when it listens nowhere,
 #   - builds the tiny "ephemera-test" image and (re)imports it when it is
 #     missing or its content changed,
 #   - deletes instances named eph-* (and test projects t-xxxxxx, test
-#     network ACLs t-acl-NNNNNN) left over by
-#     earlier test runs.
+#     network ACLs t-acl-NNNNNN, test storage pools t-xxxxxx and test
+#     images t-xxxxxx-img) left over by earlier test runs.
 # Run it as root on a Debian machine; a second run changes nothing.
 # It is meant for dev and CI machines only: it deletes every eph-* instance.
 #
 # Environment:
+#   LXD_STORAGE            btrfs: also create the btrfs storage pool (dir, the
+#                           default, creates nothing more).
+#   EPHEMERA_STORAGE_POOL  that pool's name (default btrfs).
+#   EPHEMERA_STORAGE_SIZE  its loop file's size (default 16GiB, sparse).
 #   EPHEMERA_IMAGE_OVERLAY  a directory copied over the image's rootfs (for
 #                           example one holding sbin/ephemera-run).
 #   EPHEMERA_IMAGE_ALIAS    the image alias (default ephemera-test).
@@ -76,6 +83,32 @@ for dev in $(lxc profile device list default); do
 	fi
 done
 
+# --- btrfs storage pool (LXD_STORAGE=btrfs) --------------------------------
+# A loop file under LXD's directory, sparse: it takes disk as instances
+# write. The default profile keeps its root disk where it is; pools opt in
+# with storage_pool.
+ensure_btrfs_pool() { # name size
+	local name=$1 size=$2 driver
+	if ! installed btrfs-progs; then
+		say "installing btrfs-progs"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends btrfs-progs >/dev/null
+	fi
+	if ! lxc storage show "$name" >/dev/null 2>&1; then
+		say "creating the loop-backed btrfs storage pool \"$name\" ($size)"
+		lxc storage create "$name" btrfs size="$size" >/dev/null
+	fi
+	driver=$(lxc storage list --format csv | awk -F, -v n="$name" '$1 == n {print $2}')
+	[[ $driver == btrfs ]] || die "storage pool \"$name\" exists with driver \"$driver\", not btrfs (set EPHEMERA_STORAGE_POOL to another name)"
+	say "storage pool \"$name\" is btrfs: set storage_pool: $name on a pool to use it"
+}
+case ${LXD_STORAGE:-dir} in
+dir) ;;
+btrfs) ensure_btrfs_pool "${EPHEMERA_STORAGE_POOL:-btrfs}" "${EPHEMERA_STORAGE_SIZE:-16GiB}" ;;
+*) die "LXD_STORAGE must be dir or btrfs, got \"$LXD_STORAGE\"" ;;
+esac
+
 # --- HTTPS listener --------------------------------------------------------
 # On loopback only, for the tests of lxdprov's HTTPS connection (lxd.url).
 if [[ -z $(lxc config get core.https_address) ]]; then
@@ -104,6 +137,18 @@ if [[ ${EPHEMERA_KEEP_INSTANCES:-0} != 1 ]]; then
 		delete_leftovers "$project"
 		say "deleting leftover test project $project"
 		lxc project delete "$project" >/dev/null 2>&1 || true
+	done
+	# lxdtest's storage pools (after the projects, whose instances used them)
+	# and published images.
+	for alias in $(lxc image alias list --format csv 2>/dev/null | cut -d, -f1); do
+		[[ $alias =~ ^t-[0-9a-f]{6}-img$ ]] || continue
+		say "deleting leftover test image $alias"
+		lxc image delete "$alias" >/dev/null 2>&1 || true
+	done
+	for pool in $(lxc storage list --format csv 2>/dev/null | cut -d, -f1); do
+		[[ $pool =~ ^t-[0-9a-f]{6}$ ]] || continue
+		say "deleting leftover test storage pool $pool"
+		lxc storage delete "$pool" >/dev/null 2>&1 || true
 	done
 	# lxdprov's ACL tests name their (unattached) ACLs t-acl-NNNNNN.
 	for acl in $(lxc network acl list --format csv 2>/dev/null | cut -d, -f1); do
