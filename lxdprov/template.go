@@ -432,6 +432,13 @@ func (p *Provider) sourceFor(pl *pool) (src api.InstanceSource, tpl string) {
 	return api.InstanceSource{Type: "copy", Source: ref.name, InstanceOnly: true}, ref.name
 }
 
+// TemplateReady reports whether the pool's instances are copied from a
+// ready template now (as far as Run last saw).
+func (p *Provider) TemplateReady(pool string) bool {
+	_, ok := p.tpl.get(pool)
+	return ok
+}
+
 // DeleteTemplates deletes every template of the provider's pools, ready or
 // not: for tests' cleanup, and for taking a deployment down. Run rebuilds
 // them when it runs again.

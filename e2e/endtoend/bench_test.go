@@ -1,6 +1,7 @@
 package endtoend
 
 import (
+	"os/exec"
 	"testing"
 	"time"
 
@@ -8,6 +9,9 @@ import (
 
 	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/demo"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
+	"github.com/ephemera-ci/ephemera/lxdprov"
+	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
 
 // BenchmarkQueuedToRunningColdStandinContainers measures how long a job
@@ -50,4 +54,58 @@ func BenchmarkQueuedToRunningColdStandinContainers(b *testing.B) {
 	b.ReportMetric(float64(requests)/float64(jobs), "github-req/job")
 	b.ReportMetric(float64(len(lat)), "jobs")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkQueuedToRunningByStorageAndSource is the cold path of
+// BenchmarkQueuedToRunningColdStandinContainers (min_idle 0, the stand-in
+// image) on each storage driver — the dir pool of this machine's default
+// profile, and a loop-backed btrfs pool made for the run — with instances
+// from the image or copied from the pool's prepared template (template:
+// true; the jobs are submitted once the template is ready). Each b.N
+// submits 12 jobs, 2 a second; sub-benchmarks are named storage/source.
+func BenchmarkQueuedToRunningByStorageAndSource(b *testing.B) {
+	e2etest.RequireStandinImage(b)
+	e2etest.TakeTurn(b)
+	btrfs := "" // made once, for both btrfs sub-benchmarks
+	if _, err := exec.LookPath("mkfs.btrfs"); err == nil {
+		btrfs = lxdtest.BtrfsPool(b)
+	}
+	for _, storage := range []string{lxdprov.DriverDir, lxdprov.DriverBtrfs} {
+		for _, source := range []string{lxdprov.SourceImage, lxdprov.SourceTemplate} {
+			b.Run(storage+"/"+source, func(b *testing.B) {
+				spec := demo.Spec{
+					Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 10, Image: e2etest.StandinImage,
+					Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
+					Template: source == lxdprov.SourceTemplate,
+				}
+				if storage == lxdprov.DriverBtrfs {
+					if btrfs == "" {
+						b.Skip("mkfs.btrfs not found on PATH: apt-get install btrfs-progs")
+					}
+					spec.StoragePool = btrfs
+				}
+				var lat []time.Duration
+				for range b.N {
+					sys, err := demo.Start(b.Context(), spec)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := waitfor.Within(3*time.Minute, sys.TemplatesReady); err != nil {
+						sys.Close()
+						b.Fatal("the pool's template was not ready within 3 minutes")
+					}
+					res, err := sys.Run(b.Context(), demo.Plan{Jobs: 12, Rate: 2, Duration: 500 * time.Millisecond, Timeout: 5 * time.Minute}, 200*time.Millisecond, func(demo.Snapshot) {})
+					sys.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, res.Latencies...)
+				}
+				b.ReportMetric(float64(demo.Percentile(lat, 50).Milliseconds()), "queued-to-running-p50-ms")
+				b.ReportMetric(float64(demo.Percentile(lat, 99).Milliseconds()), "queued-to-running-p99-ms")
+				b.ReportMetric(float64(len(lat)), "jobs")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
 }

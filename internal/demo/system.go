@@ -40,7 +40,12 @@ type Spec struct {
 	Interval         time.Duration
 	BootstrapTimeout time.Duration
 	IdleGrace        time.Duration
-	Log              zerolog.Logger
+	// StoragePool and Template are every pool's storage_pool and
+	// template (lxdprov): where root disks live, and whether instances
+	// are copies of a prepared template.
+	StoragePool string
+	Template    bool
+	Log         zerolog.Logger
 }
 
 // System is a running Spec.
@@ -125,7 +130,9 @@ func Start(ctx context.Context, spec Spec) (_ *System, err error) {
 			InstanceType: config.InstanceContainer, Image: spec.Image,
 			CPU: 1, Memory: 256 << 20, Disk: 1 << 30,
 			MinIdle: spec.MinIdle, Max: spec.Max,
-			Profiles: []string{"default", d.profile},
+			Profiles:    []string{"default", d.profile},
+			StoragePool: spec.StoragePool,
+			Template:    spec.Template,
 		})
 	}
 	webhookSecret := RandomHex(16)
@@ -230,6 +237,23 @@ func (d *System) Instances(ctx context.Context) (int, error) {
 	return len(in), err
 }
 
+// TemplatesReady reports whether every pool with a template has it ready
+// (always true without Spec.Template).
+func (d *System) TemplatesReady() bool {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil || p.LXD() == nil {
+		return false
+	}
+	for _, name := range d.spec.Pools {
+		if d.spec.Template && !p.LXD().TemplateReady(name) {
+			return false
+		}
+	}
+	return true
+}
+
 // Close stops everything and removes what the demo created: instances
 // still there (after an interrupted run), the profile, the store.
 func (d *System) Close() {
@@ -243,6 +267,7 @@ func (d *System) Close() {
 					_ = p.Delete(ctx, i.Name)
 				}
 			}
+			_ = p.DeleteTemplates(ctx)
 			_ = p.Close()
 		}
 	}
