@@ -57,6 +57,9 @@ var aims = map[string]string{
 	"BenchmarkLXDBusyboxContainers con20-create-p50-vs-raw": "≤ 1.10",
 	"BenchmarkLXDBusyboxContainers seq-delete-p50-vs-raw":   "≤ 1.10",
 	"BenchmarkLXDBusyboxContainers con20-delete-p50-vs-raw": "≤ 1.10",
+	// Issue 12 item 4: a copy of a prepared template on btrfs was measured
+	// running in 0.5-0.9 s with the Debian image, on a quiet machine.
+	"BenchmarkLXDCreateByStorageAndSource/debian/btrfs/template create-p50-ms": "< 1,000 ms",
 }
 
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
