@@ -14,6 +14,33 @@
 // cloud-init.user-data. List reads the instances whose user.ephemera.pool
 // names one of the provider's pools, on every cluster member.
 //
+// # Storage and templates
+//
+// A pool's storage_pool places its instances' root disks on that LXD
+// storage pool (it must exist); Storage reports each pool's storage pool
+// and driver, and PoolStorage.Warning flags a virtual-machine pool on dir.
+//
+// A container pool with template: true has its instances copied from a
+// template instance, eph-tpl-<pool>-<fingerprint 12>, instead of created
+// from the image: Run builds it from the image the pool's alias points to
+// (created with the pool's profiles and devices, started once — LXD shifts
+// its rootfs to the containers' id map at that first start, which a copy
+// then skips —, reset by a script run inside it: cloud-init clean --logs,
+// /etc/machine-id emptied, the saved random seed removed, where the image
+// has them; an image whose init stops by itself is checked to carry
+// neither a machine id nor a cloud-init instance), stops it, and marks it
+// ready (user.ephemera.template-ready). Templates carry
+// user.ephemera.template (their pool) and user.ephemera.template-image
+// (their fingerprint), never user.ephemera.pool, so List never shows them;
+// copies set those keys to "". Create copies the ready template only when
+// it was made from the image the alias points to now; otherwise, and when
+// a copy fails for any reason but the name being taken, it creates from
+// the image and asks Run to sync. Run deletes a pool's templates of
+// earlier images once the new one is ready, and rebuilds one whose build
+// was abandoned (not ready 5 minutes after its creation). Several scaler
+// replicas may run it on one project: the name is derived from pool and
+// image, so one builds and the others find it.
+//
 // # User-data
 //
 // The cloud-config comes from userdata.yaml.tmpl, embedded in the binary.
