@@ -156,7 +156,12 @@ func (p *Provider) SyncTemplates(ctx context.Context) {
 		if !usesTemplate(pl.cfg) || ctx.Err() != nil {
 			continue
 		}
-		if err := p.syncTemplate(ctx, pl); err != nil && ctx.Err() == nil {
+		err := p.syncTemplate(ctx, pl)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, errRetryLater):
+			p.log.Debug().Err(err).Str(logkey.Pool, name).Msg("template not ready: instances start from the image")
+		default:
 			p.log.Warn().Err(err).Str(logkey.Pool, name).Msg("template not ready: instances start from the image")
 		}
 	}
@@ -246,8 +251,13 @@ func (p *Provider) deleteStaleTemplates(ctx context.Context, pl *pool, current s
 	return errors.Join(errs...)
 }
 
-// errBuilding: another provider creates the template.
-var errBuilding = errors.New("another provider is building the template")
+var (
+	// errBuilding: another provider creates the template.
+	errBuilding = errors.New("another provider is building the template")
+	// errRetryLater: the template's last build failed (and was logged)
+	// less than templateRetry ago.
+	errRetryLater = errors.New("not retried yet")
+)
 
 // buildTemplate creates pl's template from the image fp: created and
 // started once (LXD shifts the rootfs to the containers' id map on the
@@ -258,7 +268,7 @@ func (p *Provider) buildTemplate(ctx context.Context, pl *pool, name, fp string)
 	failedAt, failed := p.tpl.failed[name]
 	p.tpl.mu.Unlock()
 	if failed && time.Since(failedAt) < templateRetry {
-		return fmt.Errorf("template %s: its last build failed %s ago; retrying after %s", name, time.Since(failedAt).Round(time.Second), templateRetry)
+		return fmt.Errorf("template %s: its last build failed %s ago; retrying after %s: %w", name, time.Since(failedAt).Round(time.Second), templateRetry, errRetryLater)
 	}
 	start := time.Now()
 	log := p.log.With().Str(logkey.Pool, pl.cfg.Name).Str(logkey.Instance, name).Logger()
