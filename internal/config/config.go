@@ -176,14 +176,26 @@ type Pool struct {
 	Name   string   `yaml:"name"`
 	Labels []string `yaml:"labels"`
 	// InstanceType is "virtual-machine" (default) or "container".
-	InstanceType string   `yaml:"instance_type"`
-	Image        string   `yaml:"image"`  // alias or fingerprint; required
-	CPU          int      `yaml:"cpu"`    // default 2
-	Memory       Size     `yaml:"memory"` // default 4GiB
-	Disk         Size     `yaml:"disk"`   // default 20GiB
-	MinIdle      int      `yaml:"min_idle"`
-	Max          int      `yaml:"max"`      // required, ≥ 1 and ≥ min_idle
-	Profiles     []string `yaml:"profiles"` // default [default]
+	InstanceType string `yaml:"instance_type"`
+	Image        string `yaml:"image"`  // alias or fingerprint; required
+	CPU          int    `yaml:"cpu"`    // default 2
+	Memory       Size   `yaml:"memory"` // default 4GiB
+	Disk         Size   `yaml:"disk"`   // default 20GiB
+	// MinIdle is the idle buffer the reconciler keeps; with
+	// min_idle: auto it is 0 and AutoIdle is set.
+	MinIdle int `yaml:"-"`
+	// MinIdleKey is min_idle as written (a number or auto); Parse copies
+	// it into MinIdle and AutoIdle.
+	MinIdleKey MinIdleValue `yaml:"min_idle"`
+	// AutoIdle: the leader sizes the buffer from the observed arrival
+	// rate and the measured queued → online time, between IdleMin and
+	// IdleMax, for TargetWait (scaler/autoidle.go).
+	AutoIdle   bool       `yaml:"-"`
+	IdleMin    int        `yaml:"idle_min"`
+	IdleMax    int        `yaml:"idle_max"`
+	TargetWait TargetWait `yaml:"target_wait"`
+	Max        int        `yaml:"max"`      // required, ≥ 1 and ≥ min_idle
+	Profiles   []string   `yaml:"profiles"` // default [default]
 	// Target places this pool's instances on one LXD cluster member.
 	Target string `yaml:"target"`
 	// UserData is a cloud-config snippet merged after ephemera's own.
@@ -270,6 +282,7 @@ func Default() Config {
 
 // defaultPool fills a pool's optional fields.
 func defaultPool(p *Pool) {
+	p.MinIdle, p.AutoIdle = p.MinIdleKey.N, p.MinIdleKey.Auto
 	if p.InstanceType == "" {
 		p.InstanceType = InstanceVM
 	}

@@ -27,6 +27,9 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Tag == "!!null" {
 		return nil // "key:" with no value keeps the default
 	}
+	if nu, ok := v.Addr().Interface().(nodeUnmarshaler); ok {
+		return nu.unmarshalNode(n, path)
+	}
 	if tu, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
 		if n.Kind != yaml.ScalarNode {
 			return keyErr(path, "expected a single value")
@@ -74,6 +77,12 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 		return keyErr(path, "unsupported type "+v.Type().String())
 	}
 	return nil
+}
+
+// nodeUnmarshaler is a value that reads its own YAML node (a mapping of
+// its own shape, such as target_wait's {p95: 5s}); its errors name path.
+type nodeUnmarshaler interface {
+	unmarshalNode(n *yaml.Node, path string) error
 }
 
 func decodeStruct(n *yaml.Node, v reflect.Value, path string) error {

@@ -233,6 +233,9 @@ func (c *Config) validatePools(role Role) error {
 		case p.StoragePool != "" && !storagePoolRE.MatchString(p.StoragePool):
 			return keyErr(k("storage_pool"), fmt.Sprintf("must be an LXD storage pool name: 1-63 characters of A-Z, a-z, 0-9, _, . and -, starting with a letter or digit; got %q", p.StoragePool))
 		}
+		if err := validateAutoIdle(i, p); err != nil {
+			return err
+		}
 		names[p.Name] = true
 		for j, l := range p.Labels {
 			if strings.TrimSpace(l) == "" || strings.ContainsAny(l, ",\n") {
