@@ -443,7 +443,9 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 // onInProgress records that a runner took a job.
 func (s *Scaler) onInProgress(ctx context.Context, delivered uint64, ev jobs.Event, pool config.Pool) disposition {
 	if s.ownRunner(ev.RunnerName) {
-		moved, err := s.kv.runners.apply(ctx, ev.RunnerName, func(r *runnerRec) bool { return r.busy(ev.JobID, s.now()) })
+		moved, err := s.kv.runners.apply(ctx, ev.RunnerName, func(r *runnerRec) bool {
+			return r.tookJob(ev.JobID, ev.CreatedAt, eventTime(ev.StartedAt, s.now()))
+		})
 		if err != nil {
 			return nak(s.backoff(delivered))
 		}

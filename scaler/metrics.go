@@ -14,6 +14,7 @@ type metrics struct {
 	reconcile  *prometheus.CounterVec   // ephemera_reconcile_actions_total{pool,action}
 	terminated *prometheus.CounterVec   // ephemera_scaler_messages_terminated_total{reason}
 	leader     prometheus.Gauge         // ephemera_scaler_leader
+	online     *prometheus.HistogramVec // ephemera_runner_online_seconds{pool,via}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,12 +44,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ephemera_scaler_messages_terminated_total",
 			Help: "Job messages the scaler gave up on, by reason.",
 		}, []string{"reason"}),
+		online: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ephemera_runner_online_seconds", Buckets: buckets,
+			Help: "Queued → runner online: from a runner's job's queued event (or the top-up that asked for it) to the runner online on GitHub. via=waiting_job: exact, a job waiting since before the instance started took it as it came online; via=later_job: an upper bound, a job queued later took it before the runner list showed it; via=listing: first seen in the runner list, estimated to half a reconcile interval. Observed by the leader.",
+		}, []string{"pool", "via"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ephemera_scaler_leader",
 			Help: "1 while this replica holds the reconciler lease.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.runners, m.provision, m.jobWait, m.reconcile, m.terminated, m.leader} {
+	for _, c := range []prometheus.Collector{m.jobs, m.runners, m.provision, m.jobWait, m.reconcile, m.terminated, m.leader, m.online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scaler metrics: %w", err)
 		}

@@ -115,6 +115,21 @@ type planner struct {
 	interval         time.Duration
 	now              time.Time
 	alive            map[string]bool // the world's; set by plan
+	// minIdle is the buffer of each pool with min_idle: auto, as the
+	// leader sized it for this pass (SizeIdle); a pool missing from it
+	// keeps idle_min.
+	minIdle map[string]int
+}
+
+// bufferOf is the idle buffer pool keeps this pass.
+func (p planner) bufferOf(pool config.Pool) int {
+	if !pool.AutoIdle {
+		return pool.MinIdle
+	}
+	if n, ok := p.minIdle[pool.Name]; ok {
+		return n
+	}
+	return pool.IdleMin
 }
 
 func (s *Scaler) planner() planner {
@@ -266,7 +281,8 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 
 	out = append(out, p.planSlots(pool.Name, w.slots, w.recs, w.insts)...)
 
-	counts := poolCounts{Idle: len(idle), Busy: busy, Provisioning: booting + provisioning, Finishing: finishing, At: now.UTC()}
+	minIdle := p.bufferOf(pool)
+	counts := poolCounts{Idle: len(idle), Busy: busy, Provisioning: booting + provisioning, Finishing: finishing, MinIdle: minIdle, At: now.UTC()}
 	out = append(out, action{Kind: actStatus, Pool: pool.Name, Counts: counts})
 	if !w.ghOK {
 		return out
@@ -282,11 +298,11 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 			past = append(past, ir)
 		}
 	}
-	if surplus := len(idle) - pool.MinIdle; surplus > 0 && len(past) > 0 {
+	if surplus := len(idle) - minIdle; surplus > 0 && len(past) > 0 {
 		out = append(out, action{Kind: actTrim, Pool: pool.Name, Idle: past, N: surplus})
 	}
 	// Top up the idle buffer, never past max (the slots see to that).
-	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: pool.MinIdle - len(idle) - bootingBuffer - provisioningBuffer})
+	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: minIdle - len(idle) - bootingBuffer - provisioningBuffer})
 	return out
 }
 

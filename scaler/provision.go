@@ -90,6 +90,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	rec := runnerRec{
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, InstallationID: r.inst, Owner: s.cfg.ReplicaID,
 		State: runnerProvisioning, Slot: slot, CreatedAt: s.now().UTC(), Deadline: r.deadline.UTC(), Heartbeats: true,
+		QueuedAt: r.since.UTC(),
 	}
 	if err := s.kv.runners.create(ctx, rec); err != nil {
 		return err

@@ -25,7 +25,9 @@ func (s *Scaler) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	s.apply(ctx, w, s.planner().plan(w))
+	p := s.planner()
+	p.minIdle = s.sizeBuffers(w)
+	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
 	s.log.Debug().Dur(logkey.Duration, s.now().Sub(start)).Msg("reconciled")
 }

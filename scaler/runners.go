@@ -49,9 +49,18 @@ type runnerRec struct {
 	Deadline       time.Time   `json:"deadline"` // provisioning must end by then
 	StartedAt      time.Time   `json:"started_at,omitzero"`
 	OnlineAt       time.Time   `json:"online_at,omitzero"` // first seen online
-	IdleSince      time.Time   `json:"idle_since,omitzero"`
-	BusyJob        int64       `json:"busy_job,omitempty"`
-	DoneAt         time.Time   `json:"done_at,omitzero"`
+	// QueuedAt is when its creation was asked for: its job's queued event
+	// received, or the reconciler's top-up. Queued → online is measured
+	// from it (ephemera_runner_online_seconds).
+	QueuedAt time.Time `json:"queued_at,omitzero"`
+	// OnlineBy says how OnlineAt was learnt: onlineWaitingJob, the
+	// moment it came online (a job waiting since before the instance
+	// started took it); onlineLaterJob, when a job queued after that
+	// took it (an upper bound); empty, first seen in the runner list.
+	OnlineBy  string    `json:"online_by,omitempty"`
+	IdleSince time.Time `json:"idle_since,omitzero"`
+	BusyJob   int64     `json:"busy_job,omitempty"`
+	DoneAt    time.Time `json:"done_at,omitzero"`
 	// Heartbeats says the owner keeps a liveness key (liveness.go): when
 	// it is gone, a provisioning is abandoned before its deadline.
 	Heartbeats bool `json:"heartbeats,omitempty"`
@@ -103,6 +112,38 @@ func (r *runnerRec) busy(job int64, now time.Time) bool {
 	}
 	return true
 }
+
+// tookJob records that the runner took job (queued on GitHub at
+// created) at started, as its in_progress event says. When the runner
+// was not seen online before, that is when it was first known online,
+// and exactly when it came online if the job was waiting since before
+// the instance started: GitHub hands a waiting job to a runner the moment
+// it comes online.
+func (r *runnerRec) tookJob(job int64, created, started time.Time) bool {
+	first := r.OnlineAt.IsZero()
+	if !r.busy(job, started) {
+		return false
+	}
+	if first {
+		bound := r.StartedAt
+		if bound.IsZero() {
+			bound = r.CreatedAt
+		}
+		r.OnlineBy = onlineLaterJob
+		if !created.IsZero() && !bound.IsZero() && !created.After(bound) {
+			r.OnlineBy = onlineWaitingJob
+		}
+	}
+	return true
+}
+
+// How a runner's OnlineAt was learnt (runnerRec.OnlineBy), and the via
+// label of ephemera_runner_online_seconds.
+const (
+	onlineWaitingJob = "waiting_job"
+	onlineLaterJob   = "later_job"
+	onlineListing    = "listing"
+)
 
 // idle records when the runner was first seen online and not busy.
 func (r *runnerRec) idle(since time.Time) bool {

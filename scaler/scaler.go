@@ -105,6 +105,7 @@ type Scaler struct {
 	cons  jetstream.Consumer
 	jit   *tokenBucket
 	slots *slotView
+	auto  autoIdle // the leader's min_idle: auto samples (autoidleleader.go)
 
 	sweepReq chan string // pools to sweep soon
 }
@@ -178,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	for _, p := range cfg.Pools {
 		if p.Max < 1 || p.MinIdle > p.Max {
 			return nil, fmt.Errorf("scaler: pool %s: need 1 ≤ max and min_idle ≤ max", p.Name)
+		}
+		if p.AutoIdle && (p.IdleMin < 0 || p.IdleMax < p.IdleMin || p.IdleMax > p.Max || p.TargetWait.Quantile <= 0 || p.TargetWait.Quantile >= 1) {
+			return nil, fmt.Errorf("scaler: pool %s: min_idle: auto needs 0 ≤ idle_min ≤ idle_max ≤ max and a target_wait percentile", p.Name)
 		}
 		s.pools[p.Name] = p
 	}

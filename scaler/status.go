@@ -13,9 +13,12 @@ import (
 
 // PoolStatus is one pool as `ephemera status` shows it.
 type PoolStatus struct {
-	Pool    string `json:"pool"`
-	MinIdle int    `json:"min_idle"`
-	Max     int    `json:"max"`
+	Pool string `json:"pool"`
+	// MinIdle is the idle buffer: min_idle, or with min_idle: auto
+	// (AutoIdle) the one the leader's last pass sized.
+	MinIdle  int  `json:"min_idle"`
+	AutoIdle bool `json:"auto_idle,omitempty"`
+	Max      int  `json:"max"`
 	// Idle, Busy, Provisioning and Finishing are as of the reconciler's
 	// last pass (UpdatedAt; zero when none ran yet).
 	Idle         int `json:"idle"`
@@ -35,11 +38,14 @@ type PoolStatus struct {
 }
 
 type poolCounts struct {
-	Idle         int       `json:"idle"`
-	Busy         int       `json:"busy"`
-	Provisioning int       `json:"provisioning"`
-	Finishing    int       `json:"finishing"`
-	At           time.Time `json:"at"`
+	Idle         int `json:"idle"`
+	Busy         int `json:"busy"`
+	Provisioning int `json:"provisioning"`
+	Finishing    int `json:"finishing"`
+	// MinIdle is the buffer the pass kept: min_idle, or what
+	// min_idle: auto sized.
+	MinIdle int       `json:"min_idle"`
+	At      time.Time `json:"at"`
 }
 
 func (s *Scaler) writeStatus(ctx context.Context, pool string, c poolCounts) {
@@ -55,7 +61,10 @@ func ReadStatus(ctx context.Context, js jetstream.KeyValueManager, pools []confi
 	out := make([]PoolStatus, 0, len(pools))
 	idx := map[string]int{}
 	for i, p := range pools {
-		out = append(out, PoolStatus{Pool: p.Name, MinIdle: p.MinIdle, Max: p.Max})
+		out = append(out, PoolStatus{Pool: p.Name, MinIdle: p.MinIdle, Max: p.Max, AutoIdle: p.AutoIdle})
+		if p.AutoIdle {
+			out[i].MinIdle = p.IdleMin // until the leader sized it
+		}
 		idx[p.Name] = i
 	}
 	open := func(name string) (jetstream.KeyValue, error) {
@@ -79,6 +88,9 @@ func ReadStatus(ctx context.Context, js jetstream.KeyValueManager, pools []confi
 			if e.Found {
 				c := e.Val
 				out[i].Idle, out[i].Busy, out[i].Provisioning, out[i].Finishing, out[i].UpdatedAt = c.Idle, c.Busy, c.Provisioning, c.Finishing, c.At
+				if p.AutoIdle {
+					out[i].MinIdle = c.MinIdle
+				}
 			}
 		}
 	}

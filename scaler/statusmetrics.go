@@ -33,7 +33,7 @@ func NewStatusCollector(js jetstream.JetStream, pools []config.Pool, log zerolog
 	return &StatusCollector{
 		js: js, pools: pools, log: log, timeout: 5 * time.Second,
 		max:       d("ephemera_pool_max", "The pool's configured max: instances it may hold."),
-		minIdle:   d("ephemera_pool_min_idle", "The pool's configured min_idle."),
+		minIdle:   d("ephemera_pool_min_idle", "The pool's idle buffer: min_idle, or the one min_idle: auto sized at the leader's last pass."),
 		instances: d("ephemera_pool_instances", "Slots the pool holds now: instances that exist in LXD or are being created, counted against max."),
 		waiting:   d("ephemera_jobs_waiting", "Queued jobs whose runner has not taken a job yet."),
 		oldest:    d("ephemera_jobs_oldest_wait_seconds", "Age of the oldest waiting job, from GitHub's created_at (0 when none waits)."),

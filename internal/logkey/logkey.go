@@ -30,6 +30,12 @@ const (
 	NewRunner     = "new_runner"
 	RetryIn       = "retry_in"
 	Redeliveries  = "redeliveries"
+	// min_idle: auto's sizing.
+	MinIdle   = "min_idle"
+	Replenish = "replenish"
+	Rate      = "rate_per_second"
+	Replay    = "replay_buffer"
+	Poisson   = "poisson_buffer"
 	// The runner network guard.
 	Network = "network"
 	ACL     = "acl"

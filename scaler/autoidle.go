@@ -1,0 +1,286 @@
+package scaler
+
+import (
+	"container/heap"
+	"math"
+	"slices"
+	"time"
+)
+
+// Sizing the idle buffer of a pool with min_idle: auto.
+//
+// Every queued job gets a runner of its own, so an idle runner a job takes
+// is replaced as soon as the job arrives, and the replacement is online
+// one replenish time R later (R: queued → runner online, measured). With
+// a buffer of B idle runners, a job arriving at t finds none idle exactly
+// when B or more other jobs arrived in (t-R, t]: their replacements are
+// not online yet. It then takes the first runner to come online; for a
+// fixed R its wait exceeds the target T only when more than B jobs
+// arrived in (t-(R-T), t], itself included: the runners of the jobs
+// before that window are online by t+T. So the buffer must cover the
+// arrivals of one window of R-T at the target percentile q. SizeIdle
+// takes the larger of two estimates of that:
+//
+//   - replay: the smallest buffer with which the jobs of the last
+//     IdleLookback (30 minutes), replayed against it — each taking an
+//     idle runner or waiting for the first to come online, each one's own
+//     runner online R after it arrived — would have waited longer than T
+//     no more often than 1-q. It takes CI arrivals as they are, batches
+//     included (a push queues a run's jobs together, which no Poisson
+//     rate describes), and keeps the buffer a burst needed for the
+//     lookback after it: fast up, slow down. R here is the 0.75-quantile
+//     of the measured times: those measured from a waiting job (below)
+//     are the fastest of the runners booting at once, and a median
+//     replay under-sized bursts in the simulator (package idlesim).
+//   - Poisson, while fewer than 30 jobs arrived in the lookback (too few
+//     to replay): 1 + the q-quantile of Poisson(λ̂(R-T)), λ̂ the arrivals
+//     of the last IdleRateWindow (10 minutes) over its length and R the
+//     median measured time. This is the base stock of an (S-1, S)
+//     inventory with lead time R-T; by Palm's theorem the runners in
+//     flight are Poisson whatever R's distribution. It keeps one runner
+//     (or more) for a quiet pool where a replay of two jobs says nothing.
+//
+// R is measured per runner (ephemera_runner_online_seconds): exactly when
+// a job waiting since before the runner's instance started took it (its
+// in_progress event's started_at is the moment the runner came online);
+// as an upper bound when a job queued later took it before any runner
+// list showed it; and otherwise from the runner list that first showed
+// it online: the middle of the span since the previous list, an estimate
+// within half a reconcile interval. With no measurement yet, R is DefaultReplenish.
+// When R ≤ T no buffer is needed beyond idle_min. The result is clamped
+// to [idle_min, idle_max].
+//
+// Everything here is a pure function of its arguments: the leader feeds
+// it from KV (job claims for arrivals, runner records for online times)
+// and the clock, and package idlesim replays traces through the same
+// function.
+
+// Defaults of the sizing, used by the scaler.
+const (
+	// IdleLookback is the history the burst estimate reads, and how long
+	// a burst keeps the buffer up after it.
+	IdleLookback = 30 * time.Minute
+	// IdleRateWindow is the window of the rate estimate.
+	IdleRateWindow = 10 * time.Minute
+	// DefaultReplenish is R until a runner of the pool was seen online.
+	DefaultReplenish = 30 * time.Second
+	// maxOnlineSamples bounds the online times the leader keeps per pool
+	// (exact ones and listed ones each).
+	maxOnlineSamples = 50
+	// replayQuantile is the quantile of the measured online times the
+	// replay takes as every runner's R.
+	replayQuantile = 0.75
+	// poissonBelow: with fewer arrivals in the lookback, the Poisson
+	// estimate counts too.
+	poissonBelow = 30
+)
+
+// IdleTarget is a pool's min_idle: auto settings.
+type IdleTarget struct {
+	Min, Max int           // idle_min, idle_max
+	Quantile float64       // target_wait's percentile: p95 is 0.95
+	Wait     time.Duration // target_wait's wait
+}
+
+// OnlineSample is one runner's queued → online time, measured at At.
+type OnlineSample struct {
+	At time.Time
+	D  time.Duration
+	// Exact: measured from a waiting job's start on the runner; otherwise
+	// from the runner list, an upper bound.
+	Exact bool
+}
+
+// IdleObservation is what SizeIdle reads of one pool.
+type IdleObservation struct {
+	Now time.Time
+	// Arrivals are the times queued jobs arrived, in any order; those
+	// before Now-IdleLookback are ignored.
+	Arrivals []time.Time
+	// Online are recent queued → online times, in any order.
+	Online []OnlineSample
+}
+
+// IdleSize is SizeIdle's decision and what it was made from.
+type IdleSize struct {
+	N         int           // the buffer: idle runners to keep
+	Replenish time.Duration // R: the median queued → online time
+	Rate      float64       // λ̂, jobs per second
+	Replay    int           // the buffer the replay of the lookback needed
+	Poisson   int           // the Poisson quantile
+}
+
+// SizeIdle returns the idle buffer for target given what was observed
+// (see the comment at the top of this file).
+func SizeIdle(target IdleTarget, obs IdleObservation) IdleSize {
+	rs := onlineTimes(obs.Online)
+	out := IdleSize{Replenish: median(rs)}
+	from := obs.Now.Add(-IdleLookback)
+	var arr []time.Time
+	recent := 0
+	for _, t := range obs.Arrivals {
+		if t.After(from) && !t.After(obs.Now) {
+			arr = append(arr, t)
+			if t.After(obs.Now.Add(-IdleRateWindow)) {
+				recent++
+			}
+		}
+	}
+	out.Rate = float64(recent) / IdleRateWindow.Seconds()
+	if l := out.Replenish - target.Wait; l > 0 && len(arr) < poissonBelow {
+		out.Poisson = 1 + poissonQuantile(out.Rate*l.Seconds(), target.Quantile)
+	}
+	slices.SortFunc(arr, time.Time.Compare)
+	sorted := slices.Clone(rs)
+	slices.Sort(sorted)
+	out.Replay = replayBuffer(arr, sorted[quantileIndex(len(sorted), replayQuantile)], target)
+	out.N = min(max(out.Replay, out.Poisson, target.Min), target.Max)
+	return out
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// onlineTimes are the samples' queued → online times in the order they
+// were given, or DefaultReplenish alone when there are none.
+func onlineTimes(samples []OnlineSample) []time.Duration {
+	if len(samples) == 0 {
+		return []time.Duration{DefaultReplenish}
+	}
+	out := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		out[i] = s.D
+	}
+	return out
+}
+
+// replayBuffer is the smallest buffer in [target.Min, target.Max] with
+// which, replaying the arrivals (sorted) with replenish time r, at most a
+// fraction 1-q of the jobs wait longer than target.Wait; target.Max when
+// none does.
+func replayBuffer(arr []time.Time, r time.Duration, target IdleTarget) int {
+	allowed := int(math.Floor((1 - target.Quantile) * float64(len(arr))))
+	lo, hi := target.Min, target.Max
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if replayLate(arr, r, mid, target.Wait) <= allowed {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// replayLate replays arr against a buffer of b idle runners: each job
+// takes an idle runner or waits for the first to come online, and its
+// own runner comes online r after it arrives. It returns how many jobs
+// waited longer than wait.
+func replayLate(arr []time.Time, r time.Duration, b int, wait time.Duration) int {
+	var online timeHeap
+	idle, late := b, 0
+	var waiting []time.Time
+	serve := func(until time.Time, all bool) {
+		for online.Len() > 0 && (all || !online[0].After(until)) {
+			at := heap.Pop(&online).(time.Time)
+			if len(waiting) == 0 {
+				idle++
+				continue
+			}
+			if at.Sub(waiting[0]) > wait {
+				late++
+			}
+			waiting = waiting[1:]
+		}
+	}
+	for _, t := range arr {
+		serve(t, false)
+		if idle > 0 {
+			idle--
+		} else {
+			waiting = append(waiting, t)
+		}
+		heap.Push(&online, t.Add(r))
+	}
+	serve(time.Time{}, true)
+	return late
+}
+
+type timeHeap []time.Time
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// quantileIndex is the index of the q-quantile in n sorted values: the
+// smallest value with at least a fraction q of the values at or below it.
+func quantileIndex(n int, q float64) int {
+	return min(n-1, max(0, int(math.Ceil(q*float64(n)))-1))
+}
+
+// poissonQuantile is the smallest k with P(Poisson(mean) ≤ k) ≥ q.
+func poissonQuantile(mean, q float64) int {
+	if mean <= 0 {
+		return 0
+	}
+	p := math.Exp(-mean) // P(N = 0)
+	cdf := p
+	k := 0
+	for cdf < q && k < 100000 {
+		k++
+		p *= mean / float64(k)
+		cdf += p
+		if p == 0 && cdf < q { // underflow of e^-mean for a large mean
+			return int(math.Ceil(mean + 4*math.Sqrt(mean)))
+		}
+	}
+	return k
+}
+
+// ListedOnline is the queued → online time of a runner first seen
+// online in the runner list read at seen, the lists being read every
+// interval: it came online after the previous list (and after its
+// instance started at started), so the middle of that span is taken.
+func ListedOnline(queued, started, seen time.Time, interval time.Duration) OnlineSample {
+	from := seen.Add(-interval)
+	if started.After(from) {
+		from = started
+	}
+	at := from.Add(seen.Sub(from) / 2)
+	return OnlineSample{At: seen, D: max(0, at.Sub(queued))}
+}
+
+// OnlineSamples keeps a pool's most recent queued → online times for
+// SizeIdle: the last maxOnlineSamples exact ones and as many listed ones,
+// whatever their age (boot times change with images, not with the hour).
+// The zero value is empty and ready.
+type OnlineSamples struct {
+	exact, listed []OnlineSample
+}
+
+// Add records s.
+func (o *OnlineSamples) Add(s OnlineSample) {
+	p := &o.listed
+	if s.Exact {
+		p = &o.exact
+	}
+	*p = append(*p, s)
+	if len(*p) > maxOnlineSamples {
+		*p = slices.Delete(*p, 0, len(*p)-maxOnlineSamples)
+	}
+}
+
+// All returns the samples kept, exact ones first.
+func (o *OnlineSamples) All() []OnlineSample {
+	return slices.Concat(o.exact, o.listed)
+}
