@@ -1,7 +1,6 @@
 package scaler
 
 import (
-	"container/heap"
 	"math"
 	"slices"
 	"time"
@@ -39,6 +38,7 @@ import (
 //     inventory with lead time R-T; by Palm's theorem the runners in
 //     flight are Poisson whatever R's distribution. It keeps one runner
 //     (or more) for a quiet pool where a replay of two jobs says nothing.
+//     A pool no job came to for the whole lookback keeps idle_min.
 //
 // R is measured per runner (ephemera_runner_online_seconds): exactly when
 // a job waiting since before the runner's instance started took it (its
@@ -127,7 +127,7 @@ func SizeIdle(target IdleTarget, obs IdleObservation) IdleSize {
 		}
 	}
 	out.Rate = float64(recent) / IdleRateWindow.Seconds()
-	if l := out.Replenish - target.Wait; l > 0 && len(arr) < poissonBelow {
+	if l := out.Replenish - target.Wait; l > 0 && len(arr) > 0 && len(arr) < poissonBelow {
 		out.Poisson = 1 + poissonQuantile(out.Rate*l.Seconds(), target.Quantile)
 	}
 	slices.SortFunc(arr, time.Time.Compare)
@@ -177,49 +177,36 @@ func replayBuffer(arr []time.Time, r time.Duration, target IdleTarget) int {
 
 // replayLate replays arr against a buffer of b idle runners: each job
 // takes an idle runner or waits for the first to come online, and its
-// own runner comes online r after it arrives. It returns how many jobs
-// waited longer than wait.
+// own runner comes online r after it arrives (so runners come online in
+// the order their jobs arrived). It returns how many jobs waited longer
+// than wait.
 func replayLate(arr []time.Time, r time.Duration, b int, wait time.Duration) int {
-	var online timeHeap
-	idle, late := b, 0
-	var waiting []time.Time
-	serve := func(until time.Time, all bool) {
-		for online.Len() > 0 && (all || !online[0].After(until)) {
-			at := heap.Pop(&online).(time.Time)
-			if len(waiting) == 0 {
-				idle++
-				continue
-			}
-			if at.Sub(waiting[0]) > wait {
-				late++
-			}
-			waiting = waiting[1:]
+	idle, late, next := b, 0, 0
+	var waiting []time.Time // oldest first
+	online := func(at time.Time) {
+		if len(waiting) == 0 {
+			idle++
+			return
 		}
+		if at.Sub(waiting[0]) > wait {
+			late++
+		}
+		waiting = waiting[1:]
 	}
-	for _, t := range arr {
-		serve(t, false)
+	for i, t := range arr {
+		for ; next < i && !arr[next].Add(r).After(t); next++ {
+			online(arr[next].Add(r))
+		}
 		if idle > 0 {
 			idle--
 		} else {
 			waiting = append(waiting, t)
 		}
-		heap.Push(&online, t.Add(r))
 	}
-	serve(time.Time{}, true)
+	for ; next < len(arr); next++ {
+		online(arr[next].Add(r))
+	}
 	return late
-}
-
-type timeHeap []time.Time
-
-func (h timeHeap) Len() int           { return len(h) }
-func (h timeHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
-func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timeHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
-func (h *timeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // quantileIndex is the index of the q-quantile in n sorted values: the
