@@ -29,7 +29,7 @@ func TestStatusCollectorExportsPoolStatusFromKV(t *testing.T) {
 # HELP ephemera_pool_max The pool's configured max: instances it may hold.
 # TYPE ephemera_pool_max gauge
 ephemera_pool_max{pool="small"} 1
-# HELP ephemera_pool_min_idle The pool's configured min_idle.
+# HELP ephemera_pool_min_idle The pool's idle buffer: min_idle, or the one min_idle: auto sized at the leader's last pass.
 # TYPE ephemera_pool_min_idle gauge
 ephemera_pool_min_idle{pool="small"} 0
 `
