@@ -560,51 +560,49 @@ func TestPlanCoversEveryPoolThenStuckJobsOnlyWhenGitHubWasRead(t *testing.T) {
 // pass (planner.minIdle), idle_min until it has sized one: it tops up,
 // trims and reports that.
 func TestPlanKeepsTheBufferMinIdleAutoSized(t *testing.T) {
-	{
-		now := t0
-		auto := config.Pool{Name: "small", Max: 10, AutoIdle: true, IdleMin: 1, IdleMax: 8}
-		idleSince := now.Add(-time.Hour)
-		idleRec := func(name string) runnerRec {
-			r := started(name, now)
-			r.IdleSince, r.OnlineAt = idleSince, idleSince
-			return r
-		}
-		twoIdle := worldOf{
-			recs:  []runnerRec{idleRec("eph-small-a"), idleRec("eph-small-b")},
-			insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
-			gh:    []GitHubRunner{{ID: 1, Name: "eph-small-a", Online: true}, {ID: 2, Name: "eph-small-b", Online: true}},
-		}
-		cases := []struct {
-			name      string
-			minIdle   map[string]int
-			world     worldOf
-			wantN     int // top_up
-			wantTrim  int // 0: no trim
-			wantShown int
-		}{
-			{"sized to 5: an empty pool is topped up by 5", map[string]int{"small": 5}, worldOf{}, 5, 0, 5},
-			{"not sized yet: idle_min", nil, worldOf{}, 1, 0, 1},
-			{"sized to 0 with two idle past idle_grace: both trimmed", map[string]int{"small": 0}, twoIdle, -2, 2, 0},
-		}
-		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				p := testPlanner(now)
-				p.pools, p.minIdle = []config.Pool{auto}, tc.minIdle
-				var gotN, gotTrim, shown int
-				for _, a := range p.plan(tc.world.build(now)) {
-					switch a.Kind {
-					case actTopUp:
-						gotN = a.N
-					case actTrim:
-						gotTrim = a.N
-					case actStatus:
-						shown = a.Counts.MinIdle
-					}
+	now := t0
+	auto := config.Pool{Name: "small", Max: 10, AutoIdle: true, IdleMin: 1, IdleMax: 8}
+	idleSince := now.Add(-time.Hour)
+	idleRec := func(name string) runnerRec {
+		r := started(name, now)
+		r.IdleSince, r.OnlineAt = idleSince, idleSince
+		return r
+	}
+	twoIdle := worldOf{
+		recs:  []runnerRec{idleRec("eph-small-a"), idleRec("eph-small-b")},
+		insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
+		gh:    []GitHubRunner{{ID: 1, Name: "eph-small-a", Online: true}, {ID: 2, Name: "eph-small-b", Online: true}},
+	}
+	cases := []struct {
+		name      string
+		minIdle   map[string]int
+		world     worldOf
+		wantN     int // top_up
+		wantTrim  int // 0: no trim
+		wantShown int
+	}{
+		{"sized to 5: an empty pool is topped up by 5", map[string]int{"small": 5}, worldOf{}, 5, 0, 5},
+		{"not sized yet: idle_min", nil, worldOf{}, 1, 0, 1},
+		{"sized to 0 with two idle past idle_grace: both trimmed", map[string]int{"small": 0}, twoIdle, -2, 2, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPlanner(now)
+			p.pools, p.minIdle = []config.Pool{auto}, tc.minIdle
+			var gotN, gotTrim, shown int
+			for _, a := range p.plan(tc.world.build(now)) {
+				switch a.Kind {
+				case actTopUp:
+					gotN = a.N
+				case actTrim:
+					gotTrim = a.N
+				case actStatus:
+					shown = a.Counts.MinIdle
 				}
-				if gotN != tc.wantN || gotTrim != tc.wantTrim || shown != tc.wantShown {
-					t.Errorf("top_up %d, trim %d, status min_idle %d; want %d, %d, %d", gotN, gotTrim, shown, tc.wantN, tc.wantTrim, tc.wantShown)
-				}
-			})
-		}
+			}
+			if gotN != tc.wantN || gotTrim != tc.wantTrim || shown != tc.wantShown {
+				t.Errorf("top_up %d, trim %d, status min_idle %d; want %d, %d, %d", gotN, gotTrim, shown, tc.wantN, tc.wantTrim, tc.wantShown)
+			}
+		})
 	}
 }
