@@ -141,7 +141,9 @@
 //   - trims idle runners above min_idle that have been idle longer than
 //     idle_grace, longest idle first: unregister on GitHub first, and
 //     delete the instance only when GitHub accepted;
-//   - tops the idle buffer up to min_idle, never past max;
+//   - tops the idle buffer up to min_idle, never past max; for a pool
+//     with min_idle: auto, to the buffer SizeIdle sized from the pool's
+//     recent arrivals and measured queued → online times (autoidle.go);
 //   - for jobs whose runner came and went while the job, as far as the
 //     scaler knows, never started, reads the job on GitHub (at most 20 a
 //     pass) and provisions again when it is still queued;

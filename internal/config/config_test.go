@@ -314,7 +314,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/config.example.yaml: %v", err)
 	}
-	if len(c.Pools) != 1 || c.GitHub.AppID != 12345 {
+	if len(c.Pools) != 2 || c.GitHub.AppID != 12345 || c.Pools[0].MinIdle != 1 || !c.Pools[1].AutoIdle || c.Pools[1].TargetWait.String() != "p95: 5s" {
 		t.Errorf("example parsed as %+v", c)
 	}
 }
