@@ -27,10 +27,13 @@ import (
 //     no more often than 1-q. It takes CI arrivals as they are, batches
 //     included (a push queues a run's jobs together, which no Poisson
 //     rate describes), and keeps the buffer a burst needed for the
-//     lookback after it: fast up, slow down. R here is the 0.75-quantile
-//     of the measured times: those measured from a waiting job (below)
-//     are the fastest of the runners booting at once, and a median
-//     replay under-sized bursts in the simulator (package idlesim).
+//     lookback after it: fast up, slow down. R here is a quantile of
+//     the measured times from the median up, the higher the larger the
+//     share of exact ones (replayTime): an exact time comes from a job
+//     that waited, and a waiting job takes the first of the runners
+//     booting at once, so exact times are the fastest boots of a burst.
+//     (In the simulator, package idlesim, a median R under-sized bursts
+//     and a 0.75-quantile over-sized steady and diurnal loads.)
 //   - Poisson, while fewer than 30 jobs arrived in the lookback (too few
 //     to replay): 1 + the q-quantile of Poisson(λ̂(R-T)), λ̂ the arrivals
 //     of the last IdleRateWindow (10 minutes) over its length and R the
@@ -67,9 +70,6 @@ const (
 	// maxOnlineSamples bounds the online times the leader keeps per pool
 	// (exact ones and listed ones each).
 	maxOnlineSamples = 50
-	// replayQuantile is the quantile of the measured online times the
-	// replay takes as every runner's R.
-	replayQuantile = 0.75
 	// poissonBelow: with fewer arrivals in the lookback, the Poisson
 	// estimate counts too.
 	poissonBelow = 30
@@ -131,9 +131,7 @@ func SizeIdle(target IdleTarget, obs IdleObservation) IdleSize {
 		out.Poisson = 1 + poissonQuantile(out.Rate*l.Seconds(), target.Quantile)
 	}
 	slices.SortFunc(arr, time.Time.Compare)
-	sorted := slices.Clone(rs)
-	slices.Sort(sorted)
-	out.Replay = replayBuffer(arr, sorted[quantileIndex(len(sorted), replayQuantile)], target)
+	out.Replay = replayBuffer(arr, replayTime(obs.Online, rs), target)
 	out.N = min(max(out.Replay, out.Poisson, target.Min), target.Max)
 	return out
 }
@@ -142,6 +140,28 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// replayTime is the R the replay gives every runner: the quantile
+// 0.5 + 0.5 × (the share of exact times) of the measured times. Exact times come from jobs that waited, and
+// a waiting job takes the first of the runners booting at once, so when
+// jobs wait in numbers (bursts) the exact times are the fastest boots;
+// the others (runner list, later jobs) are upper bounds or centred
+// estimates.
+func replayTime(samples []OnlineSample, rs []time.Duration) time.Duration {
+	exact := 0
+	for _, s := range samples {
+		if s.Exact {
+			exact++
+		}
+	}
+	q := 0.5
+	if len(samples) > 0 {
+		q += 0.5 * float64(exact) / float64(len(samples))
+	}
+	sorted := slices.Clone(rs)
+	slices.Sort(sorted)
+	return sorted[quantileIndex(len(sorted), q)]
 }
 
 // onlineTimes are the samples' queued → online times in the order they
