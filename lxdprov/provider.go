@@ -260,7 +260,9 @@ func resolveImage(srv server, image string) (api.InstanceSource, error) {
 // they give an instance: a device named in several profiles is the last
 // one's, as LXD expands them. No profiles listed means LXD's default
 // profile.
-func profileDevices(srv server, profiles []string) (map[string]map[string]string, error) {
+func profileDevices(srv interface {
+	GetProfile(name string) (*api.Profile, string, error)
+}, profiles []string) (map[string]map[string]string, error) {
 	if profiles == nil {
 		profiles = []string{"default"}
 	}

@@ -23,6 +23,7 @@ Commands:
   policy         run the policy service alone (needs nats.url)
   status         show pools and runners (-o json for JSON)
   config check   validate a configuration file and exit
+  image          build a runner image in LXD (image build|list|rollback)
   version        print the version
 
 Run 'ephemera <command> -h' for a command's flags.
@@ -55,6 +56,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return cli.Usagef("usage: ephemera config check --config FILE")
 		}
 		return configCheck(ctx, rest[1:], stdout, stderr)
+	case "image":
+		return image(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ephemera "+version)
 		return nil

@@ -20,6 +20,7 @@ const (
 	RoleScaler  Role = "scaler"  // the scaler and reconciler alone
 	RolePolicy  Role = "policy"  // the policy service alone
 	RoleClient  Role = "client"  // `ephemera status`: reads shared state only
+	RoleImage   Role = "image"   // `ephemera image`: talks to LXD only
 )
 
 func (r Role) runsWebhook() bool { return r == RoleServe || r == RoleWebhook }

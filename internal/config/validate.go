@@ -88,6 +88,9 @@ func (c *Config) validateListeners(role Role) error {
 }
 
 func (c *Config) validateNATS(role Role) error {
+	if role == RoleImage { // builds images: never talks to NATS
+		return nil
+	}
 	n := c.NATS
 	if n.URL == "" && role != RoleClient { // a client may be pointed elsewhere
 		if role != RoleServe {
@@ -153,7 +156,7 @@ func (c *Config) validateGitHub(role Role) error {
 }
 
 func (c *Config) validateLXD(role Role) error {
-	if !role.runsScaler() {
+	if !role.runsScaler() && role != RoleImage {
 		return nil
 	}
 	l := c.LXD
