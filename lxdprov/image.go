@@ -250,16 +250,19 @@ func (b *builder) run(ctx context.Context) (img *Image, err error) {
 }
 
 func (b *builder) progress(ev StepEvent) {
-	l := b.log.Debug()
-	if ev.Done {
-		l = b.log.Info().Dur(logkey.Duration, ev.Elapsed).Str("detail", ev.Detail)
-		if ev.Err != nil {
-			l = b.log.Error().Err(ev.Err).Dur(logkey.Duration, ev.Elapsed)
-		}
-	}
-	l.Str("step", ev.Name).Bool("done", ev.Done).Msg("image build")
 	if b.cfg.Progress != nil {
+		// The callback reports the steps; the log repeats them at debug.
 		b.cfg.Progress(ev)
+		b.log.Debug().Str("step", ev.Name).Bool("done", ev.Done).Err(ev.Err).Msg("image build")
+		return
+	}
+	switch {
+	case !ev.Done:
+		b.log.Debug().Str("step", ev.Name).Msg("image build step started")
+	case ev.Err != nil:
+		b.log.Error().Err(ev.Err).Str("step", ev.Name).Dur(logkey.Duration, ev.Elapsed).Msg("image build step failed")
+	default:
+		b.log.Info().Str("step", ev.Name).Str("detail", ev.Detail).Dur(logkey.Duration, ev.Elapsed).Msg("image build step done")
 	}
 }
 

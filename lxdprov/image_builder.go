@@ -90,7 +90,12 @@ type execOpts struct {
 // sh runs script with /bin/sh -c in the builder and fails unless it
 // exits 0; it returns the script's standard output, trimmed.
 func (b *builder) sh(ctx context.Context, script string) (string, error) {
-	r, err := b.exec(ctx, []string{"/bin/sh", "-c", script}, execOpts{})
+	return b.shEnv(ctx, script, nil)
+}
+
+// shEnv is sh with extra environment variables.
+func (b *builder) shEnv(ctx context.Context, script string, env map[string]string) (string, error) {
+	r, err := b.exec(ctx, []string{"/bin/sh", "-c", script}, execOpts{env: env})
 	if err != nil {
 		return "", err
 	}

@@ -73,9 +73,15 @@ func (b *builder) launch(ctx context.Context) (string, error) {
 
 // waitBootScript waits for cloud-init's first boot in the builder, when
 // the base has cloud-init, and prints its status.
-const waitBootScript = `if command -v cloud-init >/dev/null 2>&1; then
+const waitBootScript = `if command -v systemctl >/dev/null 2>&1; then
+  systemctl is-system-running --wait >/dev/null 2>&1 || true
+fi
+if command -v cloud-init >/dev/null 2>&1; then
   cloud-init status --wait >/dev/null 2>&1
   cloud-init status 2>/dev/null | sed -n 's/^status: /cloud-init /p'
+  if [ -f /run/cloud-init/result.json ] && command -v python3 >/dev/null; then
+    python3 -c 'import json; e = json.load(open("/run/cloud-init/result.json"))["v1"]["errors"]; e and print("(errors: " + "; ".join(e) + ")")' 2>/dev/null || true
+  fi
 else
   echo "no cloud-init"
 fi`
@@ -86,7 +92,8 @@ func (b *builder) waitBoot(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
-	return b.sh(ctx, waitBootScript)
+	out, err := b.sh(ctx, waitBootScript)
+	return strings.ReplaceAll(out, "\n", " "), err
 }
 
 // requiredTools are what ephemera's user-data, the pre-job hook and the
@@ -242,6 +249,9 @@ else
   cloud-init clean --logs
   if [ -s /etc/machine-id ]; then echo uninitialized > /etc/machine-id; fi
 fi
+# The network config cloud-init wrote for the builder; it writes a runner's
+# own at its first boot.
+rm -f /etc/systemd/network/10-cloud-init-*.network /etc/netplan/50-cloud-init.yaml /etc/network/interfaces.d/50-cloud-init*
 if command -v apt-get >/dev/null; then apt-get clean; fi
 rm -rf /tmp/* /var/tmp/*
 echo "cloud-init state, logs and machine id cleared"`
