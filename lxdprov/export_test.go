@@ -37,3 +37,37 @@ func EnsureACL(srv server, name string, want api.NetworkACLPut) (string, error) 
 func (p *Provider) SetResolver(f func(ctx context.Context, host string) ([]netip.Addr, error)) {
 	p.guard.resolve = f
 }
+
+// ReadTarball runs an image build's first step alone: it returns the
+// step's report and the local path of the tarball, and removes a
+// downloaded one when the test ends.
+func ReadTarball(t interface{ Cleanup(func()) }, ctx context.Context, src, sha string) (string, string, error) {
+	b := &builder{cfg: ImageConfig{Tarball: src, TarballSHA256: sha}}
+	t.Cleanup(b.cleanup)
+	detail, err := b.readTarball(ctx)
+	return detail, b.tarball, err
+}
+
+// CheckImageConfig is checkImageConfig.
+func CheckImageConfig(cfg *ImageConfig) error { return checkImageConfig(cfg) }
+
+// PruneSet is pruneSet.
+func PruneSet(family []api.Image, keep int, current string, inUse map[string]bool) (del, kept []string) {
+	return pruneSet(family, keep, current, inUse)
+}
+
+// RemoteSource is the instance source of a remote:alias base.
+func RemoteSource(base string) (api.InstanceSource, error) {
+	return baseSource(nil, base, api.InstanceTypeContainer)
+}
+
+// LeanCloudConfig is the cloud.cfg.d file a runner image gets.
+var LeanCloudConfig = leanCloudConfig
+
+// Prune runs an image build's last step alone on srv (a project's
+// client): alias's family pruned to keep, current never deleted.
+func Prune(ctx context.Context, srv, all imageServer, alias string, keep int, current string) (string, []string, error) {
+	b := &builder{srv: srv, all: all, cfg: ImageConfig{Alias: alias, Keep: keep}, fingerprint: current, aliased: true}
+	detail, err := b.prune(ctx)
+	return detail, b.pruned, err
+}

@@ -67,7 +67,7 @@ func imageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&ic.Type, "type", config.InstanceContainer, "container or virtual-machine")
 	fs.IntVar(&ic.Keep, "keep", lxdprov.DefaultKeep, "how many images of the alias to keep, the new one included (older ones in use are kept too)")
 	fs.StringVar(&ic.Network, "network", "", "give the builder a NIC on this LXD `network` (default: none; bin/installdependencies.sh then cannot download)")
-	fs.StringVar(&ic.Compression, "compression", "", "publish compression (gzip, zstd, xz, none; default: LXD's images.compression_algorithm)")
+	fs.StringVar(&ic.Compression, "compression", "none", "publish compression: none, or gzip, zstd, xz … (LXD unpacks the image for every instance on a dir storage pool, so a compressed image slows each runner's start)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
