@@ -63,4 +63,82 @@
 // keys ephemera does not set are added; lists ephemera sets too are joined,
 // the pool's items after ephemera's, except runcmd, whose items run before
 // the runner starts; any other key ephemera sets is refused at New.
+//
+// # Runner images
+//
+// [BuildImage] builds the image a pool names, through the same LXD API
+// (ephemera image build). Step by step — each reported to
+// ImageConfig.Progress, each failure a [*StepError] naming it, and the
+// builder instance deleted whatever happens:
+//
+//  1. read runner tarball: a local file, or a URL downloaded to a
+//     temporary file and checked against its SHA-256 (a URL without one
+//     is refused); it must hold run.sh and bin/Runner.Listener at its top
+//     level and nothing outside it.
+//  2. find base image: a local alias or fingerprint of the build's type,
+//     or remote:alias of [KnownRemotes], which LXD pulls itself.
+//  3. launch builder: ephemera-build-<random>, key user.ephemera.builder
+//     = the alias, user-data "users: []" (no default user taking uid
+//     1000), and no NIC: every NIC of its profiles is masked (type none)
+//     unless ImageConfig.Network names a network for it.
+//  4. wait for boot: systemd's and cloud-init's first boot in the builder.
+//  5. check tools: bash, curl, jq, cloud-init, sudo, tar and gzip, or a
+//     [*MissingToolsError] naming the missing ones.
+//  6. create user runner: uid 1000, group runner, when missing (refused if
+//     uid 1000 is someone else's); passwordless sudo through
+//     /etc/sudoers.d/90-ephemera-runner, as on GitHub-hosted runners.
+//  7. install runner: the tarball pushed with LXD's file API, unpacked
+//     into RunnerDir (replacing what was there), owned by runner.
+//  8. read runner version: what bin/Runner.Listener --version prints, run
+//     as runner from RunnerDir — the real runner prints its version so
+//     (Runner.cs: command.Version); a stand-in runner tarball ships a
+//     bin/Runner.Listener that answers --version the same way. It becomes
+//     the image property ephemera.runner_version.
+//  9. install runner dependencies: bin/installdependencies.sh when the
+//     tarball has one and the builder has a default route; offline, the
+//     libraries the runner loads (icu, ssl, zlib, krb5) must be there
+//     already, and the step says it skipped the script, or fails naming
+//     the missing ones.
+//  10. make boot lean: what every runner's boot would otherwise repeat is
+//     done now, and what it does not need is off —
+//     /etc/cloud/cloud.cfg.d/99-ephemera.cfg pins the datasource to LXD,
+//     creates no default user, generates no ssh host keys and runs only
+//     the modules ephemera's user-data and a pool's snippet may use
+//     (init: seed_random, bootcmd, write-files, growpart, resizefs,
+//     set_hostname, update_hostname, update_etc_hosts, users-groups;
+//     config: runcmd; final: package-update-upgrade-install,
+//     write-files-deferred, scripts-*, final-message,
+//     power-state-change; gone: locale, ssh, apt-configure, ntp, timezone
+//     and the rest); en_US.UTF-8 is generated and LANG=C.UTF-8 set; the
+//     time zone is UTC when unset; ssh host keys are removed and sshd,
+//     apt's daily timers and unattended-upgrades masked;
+//     systemd-firstboot is masked (the cleaned machine id makes every
+//     boot a first boot, and Debian's would wait at the console);
+//     systemd-networkd-wait-online only runs when the instance has a NIC
+//     (runners reaching the host through proxy devices alone would wait 2
+//     minutes for nothing); systemd-binfmt is masked in container images
+//     (an unprivileged container cannot set it up).
+//  11. clean cloud-init: cloud-init clean --logs --machine-id, the
+//     builder's network config, apt's cache and /tmp.
+//  12. stop builder: a clean shutdown, forced after a minute.
+//  13. publish image: properties ephemera.alias (the alias family),
+//     ephemera.runner_version, ephemera.built_at (RFC 3339, UTC),
+//     ephemera.base, ephemera.base_fingerprint; compression as
+//     ImageConfig.Compression says (the command uses none: on a dir
+//     storage pool LXD unpacks the image for every instance).
+//  14. move alias: created, or pointed at the new image (one atomic
+//     update; instances already running are untouched).
+//  15. delete builder.
+//  16. prune old images: of the images whose ephemera.alias is the alias,
+//     the newest ImageConfig.Keep stay, and so do the one the alias names
+//     and any an instance in any project was created from
+//     (volatile.base_image); the others are deleted.
+//
+// [RollbackImage] points the alias back at an older kept image, and
+// [ListImages] shows them.
+//
+// Virtual-machine images take the same steps with Type
+// "virtual-machine": the base must be a VM image (ubuntu:noble is both),
+// and the builder's commands wait for lxd-agent. Only containers were
+// built on the machine this was written on (no KVM).
 package lxdprov

@@ -342,10 +342,17 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 	// Boot it as ephemera would: user-data through LXD's datasource, no NIC.
 	const userData = "#cloud-config\nwrite_files:\n  - path: /etc/ephemera/hello\n    content: hello\nruncmd:\n  - [su, -s, /bin/sh, -c, 'touch /tmp/ran-as-runner', runner]\n"
 	launched := time.Now()
-	op, err := c.CreateInstance(api.InstancesPost{Name: "boot-check", Type: api.InstanceTypeContainer, Start: true,
+	op, err := c.CreateInstance(api.InstancesPost{Name: "boot-check", Type: api.InstanceTypeContainer,
 		Source:      api.InstanceSource{Type: "image", Alias: cfg.Alias},
 		InstancePut: api.InstancePut{Config: map[string]string{lxdprov.KeyUserData: userData}}})
 	if err == nil {
+		err = op.Wait()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// LXD 5.0 cannot create and start in one request.
+	if op, err = c.UpdateInstanceState("boot-check", api.InstanceStatePut{Action: "start", Timeout: -1}, ""); err == nil {
 		err = op.Wait()
 	}
 	if err != nil {

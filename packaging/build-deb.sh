@@ -25,11 +25,12 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$r
   "$root/usr/share/lintian/overrides"
 
 install -m 0755 "$bin" "$root/usr/bin/ephemera"
-for unit in "$top"/deploy/systemd/*.service; do
+for unit in "$top"/deploy/systemd/*.service "$top"/deploy/systemd/*.timer; do
   sed 's#/usr/local/bin/ephemera#/usr/bin/ephemera#g' "$unit" >"$root/lib/systemd/system/$(basename "$unit")"
   chmod 0644 "$root/lib/systemd/system/$(basename "$unit")"
 done
 install -m 0644 "$top/deploy/config.example.yaml" "$root/etc/ephemera/config.yaml" # 0640 root:ephemera by postinst
+install -m 0644 "$top/deploy/systemd/runner-image.env" "$root/usr/share/ephemera/runner-image.env" # copy to /etc/ephemera to build images
 install -m 0755 "$top/policy/hook/pre-job.sh" "$root/usr/share/ephemera/pre-job.sh"
 install -m 0644 "$top/deploy/grafana/ephemera.json" "$root/usr/share/ephemera/grafana-dashboard.json"
 install -m 0644 "$top/deploy/prometheus/alerts.yml" "$root/usr/share/ephemera/prometheus-alerts.yml"

@@ -43,3 +43,42 @@ func TestSystemdUnitsAreHardened(t *testing.T) {
 		}
 	}
 }
+
+// The nightly image build reads the runner version from one file,
+// runner-image.env, and from nowhere else.
+func TestTheRunnerVersionIsPinnedInOnePlace(t *testing.T) {
+	env, err := os.ReadFile("../../deploy/systemd/runner-image.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := ""
+	for _, line := range strings.Split(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "RUNNER_VERSION="); ok {
+			version = v
+		}
+	}
+	if version == "" {
+		t.Fatal("runner-image.env sets no RUNNER_VERSION")
+	}
+	svc, err := os.ReadFile("../../deploy/systemd/ephemera-image-build.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EnvironmentFile=/etc/ephemera/runner-image.env", "v${RUNNER_VERSION}/actions-runner-linux-x64-${RUNNER_VERSION}.tar.gz", `--runner-sha256 "${RUNNER_SHA256}"`} {
+		if !strings.Contains(string(svc), want) {
+			t.Errorf("ephemera-image-build.service does not contain %q", want)
+		}
+	}
+	files, _ := filepath.Glob("../../deploy/*/*")
+	for _, f := range files {
+		if filepath.Base(f) == "runner-image.env" {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), version) {
+			t.Errorf("%s mentions the runner version %s too: pin it in runner-image.env only", f, version)
+		}
+	}
+	if _, err := os.Stat("../../deploy/systemd/ephemera-image-build.timer"); err != nil {
+		t.Error(err)
+	}
+}
