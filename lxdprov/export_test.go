@@ -71,3 +71,15 @@ func Prune(ctx context.Context, srv, all imageServer, alias string, keep int, cu
 	detail, err := b.prune(ctx)
 	return detail, b.pruned, err
 }
+
+// BuilderPost is the request that creates the builder of cfg on srv,
+// whose default profile's NICs it masks.
+func BuilderPost(srv interface {
+	GetProfile(name string) (*api.Profile, string, error)
+}, cfg ImageConfig) (api.InstancesPost, error) {
+	if err := checkImageConfig(&cfg); err != nil {
+		return api.InstancesPost{}, err
+	}
+	b := &builder{profiles: srv, cfg: cfg, name: "ephemera-build-test"}
+	return b.launchPost()
+}

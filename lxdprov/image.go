@@ -192,12 +192,14 @@ func BuildImage(ctx context.Context, cfg ImageConfig) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lxdprov: %w", err)
 	}
+	proj := srv.UseProject(cfg.LXD.Project)
 	b := &builder{
-		srv:  srv.UseProject(cfg.LXD.Project),
-		all:  srv,
-		cfg:  cfg,
-		log:  cfg.Log.With().Str("alias", cfg.Alias).Logger(),
-		name: "ephemera-build-" + randomSuffix(),
+		srv:      proj,
+		profiles: proj,
+		all:      srv,
+		cfg:      cfg,
+		log:      cfg.Log.With().Str("alias", cfg.Alias).Logger(),
+		name:     "ephemera-build-" + randomSuffix(),
 	}
 	b.log.Info().Str("lxd", where).Str("project", cfg.LXD.Project).Str(logkey.Instance, b.name).Msg("building a runner image")
 	return b.run(ctx)

@@ -43,6 +43,10 @@ var _ imageServer = lxd.InstanceServer(nil)
 type builder struct {
 	srv imageServer // the project's
 	all imageServer // unscoped, to see every project's instances
+	// profiles reads the project's profiles (srv, but for tests).
+	profiles interface {
+		GetProfile(name string) (*api.Profile, string, error)
+	}
 	cfg ImageConfig
 	log zerolog.Logger
 
@@ -217,7 +221,7 @@ func (b *builder) forceDelete(ctx context.Context) error {
 // should have: every NIC its profile gives it masked (type none), and
 // eth0 on cfg.Network when set.
 func (b *builder) builderNICs() (map[string]map[string]string, error) {
-	devices, err := profileDevices(b.srv, nil)
+	devices, err := profileDevices(b.profiles, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -29,21 +29,9 @@ const bootTimeout = 5 * time.Minute
 // launch creates and starts the builder: not ephemeral (it is stopped to
 // be published), with no NIC unless cfg.Network names one.
 func (b *builder) launch(ctx context.Context) (string, error) {
-	devices, err := b.builderNICs()
+	post, err := b.launchPost()
 	if err != nil {
 		return "", err
-	}
-	post := api.InstancesPost{
-		Name:   b.name,
-		Type:   api.InstanceType(b.cfg.Type),
-		Source: b.source,
-		InstancePut: api.InstancePut{
-			Config: map[string]string{
-				KeyBuilder:  b.cfg.Alias,
-				KeyUserData: builderUserData,
-			},
-			Devices: devices,
-		},
 	}
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -69,6 +57,26 @@ func (b *builder) launch(ctx context.Context) (string, error) {
 		net = "network " + b.cfg.Network
 	}
 	return fmt.Sprintf("%s %s from %s, %s", b.cfg.Type, b.name, short(b.baseFP), net), nil
+}
+
+// launchPost is the request that creates the builder.
+func (b *builder) launchPost() (api.InstancesPost, error) {
+	devices, err := b.builderNICs()
+	if err != nil {
+		return api.InstancesPost{}, err
+	}
+	return api.InstancesPost{
+		Name:   b.name,
+		Type:   api.InstanceType(b.cfg.Type),
+		Source: b.source,
+		InstancePut: api.InstancePut{
+			Config: map[string]string{
+				KeyBuilder:  b.cfg.Alias,
+				KeyUserData: builderUserData,
+			},
+			Devices: devices,
+		},
+	}, nil
 }
 
 // waitBootScript waits for cloud-init's first boot in the builder, when

@@ -153,3 +153,64 @@ func TestAVirtualMachinesConfigUsesLXDsDocumentedVMKeys(t *testing.T) {
 		}
 	}
 }
+
+// The builder of a virtual-machine image, as lxdprov asks LXD for it: a
+// VM with LXD's documented VM keys, cloud-init's user-data where LXD
+// serves it (devlxd through lxd-agent, and the VM's config drive), and
+// its profile's NIC masked with a documented "none" device, or on the
+// network given.
+func TestAVirtualMachineImageBuilderUsesLXDsDocumentedVMKeys(t *testing.T) {
+	docs := lxdDocs(t)
+	srv := newFake()
+	srv.SetProfile(profile("default", map[string]map[string]string{
+		"root": rootDisk,
+		"eth0": {"type": "nic", "network": "lxdbr0", "name": "eth0"},
+	}))
+	cfg := lxdprov.ImageConfig{Base: "ubuntu:noble", Tarball: "/srv/runner.tar.gz", Alias: "ephemera-runner-noble", Type: config.InstanceVM}
+	for _, network := range []string{"", "ephemera-build"} {
+		cfg.Network = network
+		post, err := lxdprov.BuilderPost(srv, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if post.Type != api.InstanceTypeVM || post.Ephemeral {
+			t.Errorf("type %q, ephemeral %t; want a virtual-machine that outlives its stop (it is published)", post.Type, post.Ephemeral)
+		}
+		for k, v := range post.Config {
+			check, err := instancetype.ConfigKeyChecker(k, instancetype.VM)
+			if err != nil {
+				t.Errorf("config %s: LXD knows no such VM key: %v", k, err)
+				continue
+			}
+			if err := check(v); err != nil {
+				t.Errorf("config %s=%q: LXD's validator refuses it: %v", k, v, err)
+			}
+			if !strings.HasPrefix(k, "user.") && !documented(docs, "instance-", k) {
+				t.Errorf("config %s is not a documented instance option", k)
+			}
+		}
+		if post.Config["security.devlxd"] == "false" || post.Config["security.secureboot"] != "" {
+			t.Errorf("devlxd %q, secureboot %q: the builder must keep devlxd and the base's secure boot", post.Config["security.devlxd"], post.Config["security.secureboot"])
+		}
+		if err := validate.IsCloudInitUserData(post.Config[lxdprov.KeyUserData]); err != nil {
+			t.Errorf("builder user-data: LXD refuses it: %v", err)
+		}
+		eth0 := post.Devices["eth0"]
+		switch {
+		case network == "" && !maps.Equal(eth0, map[string]string{"type": "none"}):
+			t.Errorf("without a network, eth0 = %v; want the profile's NIC masked (type none)", eth0)
+		case network != "":
+			if eth0["type"] != "nic" || eth0["network"] != network {
+				t.Errorf("with network %s, eth0 = %v", network, eth0)
+			}
+			for k := range eth0 {
+				if k != "type" && !documented(docs, "device-nic-", k) {
+					t.Errorf("eth0 key %s is not documented for a NIC", k)
+				}
+			}
+		}
+		if _, ok := post.Devices["root"]; ok {
+			t.Errorf("the builder overrides the root disk %v; its profile's is the one to use", post.Devices["root"])
+		}
+	}
+}
