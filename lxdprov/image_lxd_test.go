@@ -272,7 +272,8 @@ func execIn(t *testing.T, c lxd.InstanceServer, name, script string) (string, in
 const imageChecks = `
 [ "$(id -u runner)" = 1000 ] || echo "runner's uid is $(id -u runner)"
 [ "$(stat -c %U /opt/actions-runner/run.sh)" = runner ] || echo "run.sh is not runner's"
-su -s /bin/sh -c 'sudo -n true' runner || echo "runner has no passwordless sudo"
+su -s /bin/sh -c 'sudo -n true' runner 2>&1 | sed 's/^/sudo as runner: /'
+su -s /bin/sh -c 'sudo -n true' runner >/dev/null 2>&1 || echo "runner has no passwordless sudo"
 ls /etc/ssh/ssh_host_* >/dev/null 2>&1 && echo "ssh host keys are baked in"
 locale -a | grep -qi '^en_US.utf8$' || echo "en_US.UTF-8 is not generated"
 cloud-init status --long | grep -q '^status: done' || echo "cloud-init: $(cloud-init status --long | tr '\n' ' ')"
@@ -369,6 +370,6 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 			t.Errorf("booted image: %s", line)
 		}
 	}
-	blame, _ := execIn(t, c, "boot-check", "cloud-init analyze blame | head -8; systemd-analyze 2>/dev/null | head -1")
+	blame, _ := execIn(t, c, "boot-check", "cloud-init analyze blame 2>&1 | head -8; systemd-analyze 2>&1 | head -1")
 	t.Logf("boot breakdown:\n%s", blame)
 }
