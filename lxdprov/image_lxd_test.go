@@ -95,6 +95,18 @@ func (r *recorder) done() []string {
 	return out
 }
 
+// stepDetail is what the named step reported when it ended.
+func stepDetail(r *recorder, name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.events {
+		if ev.Done && ev.Name == name {
+			return ev.Detail
+		}
+	}
+	return ""
+}
+
 // The busybox test image lacks bash, curl, jq and cloud-init: the build
 // stops at "check tools", after the builder was launched, and deletes it.
 func TestAnImageBuildThatFailsAtAStepLeavesNoBuilder(t *testing.T) {
@@ -294,11 +306,11 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 	c := lxdtest.Client(t).UseProject(project)
 
 	t.Run("offline, missing runner libraries fail the build and leave no builder", func(t *testing.T) {
-		deps := tarEntry{"./bin/installdependencies.sh", "#!/bin/bash\nexit 1\n", 0o755}
+		deps := tarEntry{"./bin/installdependencies.sh", "#!/bin/bash\necho 'apt-get: cannot reach the archive' >&2; exit 1\n", 0o755}
 		cfg := imageConfig(t, project, base, writeFile(t, runnerTarball(t, "2.321.0", deps)))
 		_, err := lxdprov.BuildImage(t.Context(), cfg)
 		var se *lxdprov.StepError
-		if !errors.As(err, &se) || se.Step != "install runner dependencies" || !strings.Contains(err.Error(), "libicuuc") {
+		if !errors.As(err, &se) || se.Step != "install runner dependencies" || !strings.Contains(err.Error(), "libicuuc") || !strings.Contains(err.Error(), "cannot reach the archive") {
 			t.Fatalf("BuildImage = %v; want a failure at install runner dependencies naming libicuuc", err)
 		}
 		if left := instancesIn(t, project); len(left) != 0 {
@@ -306,7 +318,9 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 		}
 	})
 
-	cfg := imageConfig(t, project, base, writeFile(t, runnerTarball(t, "2.321.0-test")))
+	// A stand-in's bin/installdependencies.sh needs nothing, offline too.
+	noDeps := tarEntry{"./bin/installdependencies.sh", "#!/bin/bash\necho 'nothing to install'\n", 0o755}
+	cfg := imageConfig(t, project, base, writeFile(t, runnerTarball(t, "2.321.0-test", noDeps)))
 	var rec recorder
 	cfg.Progress = rec.add
 	start := time.Now()
@@ -322,6 +336,9 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 	}
 	rec.mu.Unlock()
 	t.Logf("built %s in %s", img.Fingerprint[:12], time.Since(start).Round(time.Second))
+	if d := stepDetail(&rec, "install runner dependencies"); !strings.HasPrefix(d, "ran bin/installdependencies.sh offline") {
+		t.Errorf("install runner dependencies: %q; want it to have run the script offline", d)
+	}
 	if left := instancesIn(t, project); len(left) != 0 {
 		t.Errorf("instances left behind: %v", left)
 	}

@@ -236,7 +236,14 @@ done
 if [ -z "$missing" ]; then
   echo "skipped bin/installdependencies.sh: the builder is offline and the runner's libraries (icu, ssl, zlib, krb5) are present"; exit 0
 fi
-echo "the builder is offline (no default route), so bin/installdependencies.sh cannot run, and the runner's libraries are missing:$missing (install them in the base image, or give the builder a network)" >&2
+# Offline with libraries missing: the script may still manage (a local
+# mirror, a stand-in that needs none); if it fails, say what is missing.
+if bash "$deps" >/tmp/ephemera-installdependencies.log 2>&1; then
+  rm -f /tmp/ephemera-installdependencies.log
+  echo "ran bin/installdependencies.sh offline (the runner's libraries$missing were not there before)"; exit 0
+fi
+tail -n 5 /tmp/ephemera-installdependencies.log >&2
+echo "the builder is offline (no default route): bin/installdependencies.sh failed, and the runner's libraries are missing:$missing (install them in the base image, or give the builder a network)" >&2
 exit 3`
 
 func (b *builder) installDeps(ctx context.Context) (string, error) {
@@ -255,8 +262,12 @@ if cloud-init clean --help 2>/dev/null | grep -q -- --machine-id; then
   cloud-init clean --logs --machine-id
 else
   cloud-init clean --logs
-  if [ -s /etc/machine-id ]; then echo uninitialized > /etc/machine-id; fi
 fi
+# An empty machine id: systemd makes a fresh one at every boot without
+# treating it as a first boot (cloud-init 22.4 deletes the file, later
+# versions write "uninitialized": both mean first boot, with presets
+# applied and, on Debian, systemd-firstboot asking at the console).
+: > /etc/machine-id
 # The network config cloud-init wrote for the builder; it writes a runner's
 # own at its first boot.
 rm -f /etc/systemd/network/10-cloud-init-*.network /etc/netplan/50-cloud-init.yaml /etc/network/interfaces.d/50-cloud-init*
