@@ -36,7 +36,7 @@ if command -v locale-gen >/dev/null 2>&1; then
   done="$done locale en_US.UTF-8 generated;"
 fi
 echo 'LANG=C.UTF-8' > /etc/default/locale
-[ -e /etc/localtime ] || ln -s /usr/share/zoneinfo/Etc/UTC /etc/localtime
+[ -e /etc/localtime ] || ln -sf /usr/share/zoneinfo/Etc/UTC /etc/localtime
 rm -f /etc/ssh/ssh_host_*
 masked=
 if command -v systemctl >/dev/null 2>&1; then
