@@ -247,6 +247,7 @@ func TestTheRunnerImagesCloudInitConfigIsLean(t *testing.T) {
 		Users          []any    `yaml:"users"`
 		SSHGenKeyTypes []string `yaml:"ssh_genkeytypes"`
 		SSHDeleteKeys  bool     `yaml:"ssh_deletekeys"`
+		ManageHosts    bool     `yaml:"manage_etc_hosts"`
 		Init           []string `yaml:"cloud_init_modules"`
 		Config         []string `yaml:"cloud_config_modules"`
 		Final          []string `yaml:"cloud_final_modules"`
@@ -261,6 +262,9 @@ func TestTheRunnerImagesCloudInitConfigIsLean(t *testing.T) {
 	}
 	if cfg.Users == nil || len(cfg.Users) != 0 || cfg.SSHGenKeyTypes == nil || len(cfg.SSHGenKeyTypes) != 0 {
 		t.Errorf("users %v, ssh_genkeytypes %v: want both set and empty", cfg.Users, cfg.SSHGenKeyTypes)
+	}
+	if !cfg.ManageHosts {
+		t.Error("manage_etc_hosts is off: sudo cannot resolve the instance's name")
 	}
 	all := slices.Concat(cfg.Init, cfg.Config, cfg.Final)
 	// What ephemera's user-data (userdata.yaml.tmpl) needs: write_files,
