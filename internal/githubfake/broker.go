@@ -60,6 +60,9 @@ type Job struct {
 	RunnerID              int64
 	RunnerName            string
 	Duration              time.Duration
+	// Log is the job's log as its runner uploaded it with the completion
+	// (runners driven over HTTP only): what GitHub shows for the job.
+	Log string
 	Trigger
 }
 
