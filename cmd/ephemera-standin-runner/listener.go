@@ -21,6 +21,7 @@ import (
 // directory above bin/, as for the real runner; its .env is loaded into
 // the environment first.
 func listen(ctx context.Context, args []string) error {
+	logf("Runner.Listener %s started", version)
 	fs := flag.NewFlagSet("Runner.Listener run", flag.ContinueOnError)
 	encoded := fs.String("jitconfig", "", "the runner's JIT configuration")
 	if err := fs.Parse(args); err != nil {

@@ -66,7 +66,7 @@ func (s *session) runOne(ctx, waitCtx context.Context, started jobStarted) error
 }
 
 func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, time.Now().UTC().Format(time.TimeOnly)+" "+format+"\n", args...)
+	fmt.Fprintf(os.Stderr, time.Now().UTC().Format("15:04:05.000")+" "+format+"\n", args...)
 }
 
 func (s *session) url(path string) string { return strings.TrimSuffix(s.jit.URL, "/") + path }

@@ -64,11 +64,26 @@ work=$(mktemp -d /var/tmp/ephemera-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 say "building $suite ($arch) with $packages (mmdebstrap, key ${key:0:12})"
-# The container's /etc/hostname and machine-id come from LXD and cloud-init
-# at boot; the image ships neither. Package lists are dropped by mmdebstrap.
+# What every boot of an instance would otherwise do or wait for is settled
+# here, once (mmdebstrap drops the package lists itself):
+#  - the hostname comes from LXD; /etc/machine-id is empty, so systemd
+#    makes a fresh one at each boot without treating it as a first boot;
+#  - systemd-firstboot is masked: on a first boot (no /etc/machine-id, as
+#    `cloud-init clean --machine-id` leaves an image) Debian's unit prompts
+#    on the console for a locale, a time zone and a root password, and
+#    the boot waits for an answer forever;
+#  - time zone UTC; the locale en_US.UTF-8 (cloud-init's default on
+#    Debian) generated and set, so cloud-init's locale module has nothing
+#    to do (without it, update-locale fails and cloud-init reports an error);
+#  - no default cloud user: cloud-init would create "debian" with uid
+#    1000, the uid runner images give their runner user.
 mmdebstrap --quiet --variant=apt --architectures="$arch" \
 	--include="$packages" \
 	--customize-hook='rm -f "$1/etc/hostname"; : >"$1/etc/machine-id"' \
+	--customize-hook='ln -sf /dev/null "$1/etc/systemd/system/systemd-firstboot.service"' \
+	--customize-hook='ln -sf /usr/share/zoneinfo/Etc/UTC "$1/etc/localtime"; echo Etc/UTC >"$1/etc/timezone"' \
+	--customize-hook='echo "en_US.UTF-8 UTF-8" >"$1/etc/locale.gen"; chroot "$1" locale-gen >/dev/null; chroot "$1" update-locale LANG=en_US.UTF-8' \
+	--customize-hook='printf "# ephemera runner base: no default user (runner images add their own)\nusers: []\n" >"$1/etc/cloud/cloud.cfg.d/10-ephemera-base.cfg"' \
 	"$suite" "$work/rootfs.tar" "${mirrors[@]}"
 built=$(date +%s)
 

@@ -63,6 +63,9 @@ func TestARunnerReachingTheStandInElsewhereGetsThePullRequestItRuns(t *testing.T
 	if queued.RunID == 0 {
 		t.Error("the job has no run id")
 	}
+	if taken, _ := s.GetJob(id); taken.RunnerOnlineAt.IsZero() || taken.RunnerOnlineAt.After(taken.StartedAt) {
+		t.Errorf("the job says its runner came online at %v, started %v; want a time before the start", taken.RunnerOnlineAt, taken.StartedAt)
+	}
 
 	// The runner reports the outcome with its log, which GitHub keeps as
 	// the job's log.
