@@ -76,7 +76,14 @@ say "building $suite ($arch) with $packages (mmdebstrap, key ${key:0:12})"
 #    Debian) generated and set, so cloud-init's locale module has nothing
 #    to do (without it, update-locale fails and cloud-init reports an error);
 #  - no default cloud user: cloud-init would create "debian" with uid
-#    1000, the uid runner images give their runner user.
+#    1000, the uid runner images give their runner user;
+#  - systemd-networkd enabled, for the DHCP on eth0 that cloud-init's
+#    fallback network configuration asks of it (a runner's NIC in
+#    production); systemd-networkd-wait-online masked: cloud-init's network
+#    stage waits for it, and with no NIC (the tests here) it waited its full
+#    2 minutes; ephemera's datasource is /dev/lxd/sock, and the runner
+#    retries until it reaches GitHub;
+#  - systemd-binfmt masked: it fails in an unprivileged container.
 mmdebstrap --quiet --variant=apt --architectures="$arch" \
 	--include="$packages" \
 	--customize-hook='rm -f "$1/etc/hostname"; : >"$1/etc/machine-id"' \
@@ -84,6 +91,8 @@ mmdebstrap --quiet --variant=apt --architectures="$arch" \
 	--customize-hook='ln -sf /usr/share/zoneinfo/Etc/UTC "$1/etc/localtime"; echo Etc/UTC >"$1/etc/timezone"' \
 	--customize-hook='echo "en_US.UTF-8 UTF-8" >"$1/etc/locale.gen"; chroot "$1" locale-gen >/dev/null; chroot "$1" update-locale LANG=en_US.UTF-8' \
 	--customize-hook='printf "# ephemera runner base: no default user (runner images add their own)\nusers: []\n" >"$1/etc/cloud/cloud.cfg.d/10-ephemera-base.cfg"' \
+	--customize-hook='chroot "$1" systemctl enable systemd-networkd.service >/dev/null 2>&1' \
+	--customize-hook='for u in systemd-networkd-wait-online systemd-binfmt; do ln -sf /dev/null "$1/etc/systemd/system/$u.service"; done' \
 	"$suite" "$work/rootfs.tar" "${mirrors[@]}"
 built=$(date +%s)
 

@@ -82,7 +82,7 @@ func buildRunnerImage(t testing.TB) string {
 	alias := "t-runner-" + demo.RandomHex(3)
 	t.Cleanup(func() { deleteImage(t, alias) })
 	build := exec.Command(ephemeraBin, "image", "build", "--config", cfg, "--base", BaseImage,
-		"--runner-tarball", tarball, "--alias", alias, "--keep", "1")
+		"--runner-tarball", tarball, "--alias", alias, "--keep", "1", "--compression", "none")
 	log, err := build.CombinedOutput()
 	t.Logf("ephemera image build:\n%s", log)
 	if err != nil {
