@@ -50,11 +50,6 @@ func TestEndToEndOnLXD(t *testing.T) {
 	if got := res.PolicyChecks["fail"]; got != float64(plan.Jobs/plan.RejectEvery) {
 		t.Errorf(`ephemera_policy_checks_total{outcome="fail"} = %v, want %d`, got, plan.Jobs/plan.RejectEvery)
 	}
-	for _, dj := range res.Jobs {
-		if log := res.Final[dj.ID].Log; dj.WantReject && !strings.Contains(log, "the repository is not compliant: ") {
-			t.Errorf("refused job %d (%s %s): no policy reason in its log:\n%s", dj.ID, dj.Repo, dj.Event, log)
-		}
-	}
 	// Each job ran once, on a runner of its own pool that ran no other job.
 	usedBy := map[string]int64{}
 	for _, dj := range res.Jobs {
