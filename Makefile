@@ -51,6 +51,14 @@ lxd-dev: ## Install and start a local LXD with the ephemera-test image (root, De
 standin-image: ## Build the stand-in runner into the LXD image ephemera-standin (for demo and end-to-end tests).
 	bash deploy/lxd/standin-image.sh
 
+.PHONY: runner-base
+runner-base: ## Build the Debian base ephemera-base-bookworm (mmdebstrap; systemd, cloud-init) into LXD; cached by its inputs.
+	bash deploy/lxd/runner-base.sh
+
+.PHONY: standin-runner
+standin-runner: ## Build the stand-in runner tarball bin/actions-runner-linux-<arch>-<version>.tar.gz (laid out like the real runner).
+	bash deploy/lxd/standin-runner.sh bin
+
 .PHONY: build-demo
 build-demo: ## Build bin/ephemera-demo (the demo is not part of the ephemera binary).
 	$(GO) build -trimpath -o bin/ephemera-demo ./cmd/ephemera-demo

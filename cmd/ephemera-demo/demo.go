@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/cli"
+	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/demo"
 )
 
@@ -32,14 +33,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var lf cli.LogFlags
 	var (
-		pl       = demo.Plan{}
-		pools    int
-		minIdle  int
-		max      int
-		image    string
-		plain    bool
-		logFile  string
-		interval time.Duration
+		pl        = demo.Plan{}
+		pools     int
+		minIdle   int
+		max       int
+		image     string
+		plain     bool
+		logFile   string
+		interval  time.Duration
+		memory    config.Size
+		bootstrap time.Duration
 	)
 	fs := flag.NewFlagSet("ephemera-demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -56,7 +59,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&pools, "pools", 2, "number of pools (1 to 4)")
 	fs.IntVar(&minIdle, "min-idle", 1, "idle runners kept per pool")
 	fs.IntVar(&max, "max", 5, "most runners per pool")
-	fs.StringVar(&image, "image", "ephemera-standin", "LXD image with the stand-in runner")
+	fs.StringVar(&image, "image", "ephemera-standin", "LXD image with the stand-in runner: the busybox `NAME` ephemera-standin (make standin-image), or a runner image built by `ephemera image build` from the stand-in tarball (real systemd, cloud-init and pre-job hook; see the README)")
+	fs.TextVar(&memory, "memory", config.Size(512<<20), "limits.memory of each runner container")
+	fs.DurationVar(&bootstrap, "bootstrap-timeout", 3*time.Minute, "delete a runner that is not online this long after its creation")
 	fs.DurationVar(&interval, "reconcile", 2*time.Second, "reconcile interval")
 	fs.BoolVar(&plain, "plain", false, "print a line per second instead of redrawing the screen")
 	fs.StringVar(&logFile, "log", "", "write ephemera's logs to this `file` (default: discarded)")
@@ -74,6 +79,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cli.Usagef("--min-idle must be 0 to --max, and --max at least 1")
 	case pl.RejectEvery < 0:
 		return cli.Usagef("--reject-every must not be negative")
+	case memory < 64<<20:
+		return cli.Usagef("--memory must be at least 64MiB")
+	case bootstrap < 10*time.Second:
+		return cli.Usagef("--bootstrap-timeout must be at least 10s")
 	}
 	log := zerolog.Nop()
 	if logFile != "" {
@@ -91,8 +100,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	names := []string{"small", "large", "arm", "gpu"}[:pools]
 	fmt.Fprintf(stdout, "ephemera demo: starting NATS, the GitHub stand-in, webhook, scaler and policy; pools %s on LXD image %s\n", strings.Join(names, ", "), image)
 	sys, err := demo.Start(ctx, demo.Spec{
-		Pools: names, MinIdle: minIdle, Max: max, Image: image,
-		Interval: interval, BootstrapTimeout: time.Minute, IdleGrace: 10 * time.Second, Log: log,
+		Pools: names, MinIdle: minIdle, Max: max, Image: image, Memory: int64(memory),
+		Interval: interval, BootstrapTimeout: bootstrap, IdleGrace: 10 * time.Second, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("start the demo: %w (is LXD set up? run `make lxd-dev standin-image`)", err)
@@ -162,6 +171,9 @@ func printSummary(w io.Writer, r demo.Result) {
 	fmt.Fprintf(tw, "  completed\t%d\n", r.Completed)
 	fmt.Fprintf(tw, "  rejected by policy\t%d\n", r.Rejected)
 	fmt.Fprintf(tw, "  unexpected outcomes\t%d\n", len(r.Unexpected))
+	if len(r.OnlineLatencies) > 0 {
+		fmt.Fprintf(tw, "  queued → fresh runner online p50 / p99\t%s / %s (%d jobs)\n", r.OnlineLatencyP50.Round(time.Millisecond), r.OnlineLatencyP99.Round(time.Millisecond), len(r.OnlineLatencies))
+	}
 	fmt.Fprintf(tw, "  queued → running p50 / p99\t%s / %s\n", r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond))
 	fmt.Fprintf(tw, "  GitHub requests per job\t%.2f (%d in all)\n", perJob, r.GitHubRequests)
 	fmt.Fprintf(tw, "  instances left\t%d\n", r.InstancesLeft)

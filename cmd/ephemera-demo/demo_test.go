@@ -19,6 +19,8 @@ func TestBadUsage(t *testing.T) {
 		{"five pools", []string{"--pools", "5"}, "--pools must be 1 to 4"},
 		{"min idle above max", []string{"--min-idle", "6", "--max", "5"}, "--min-idle must be 0 to --max"},
 		{"a negative reject-every", []string{"--reject-every", "-1"}, "--reject-every must not be negative"},
+		{"too little memory", []string{"--memory", "1MiB"}, "--memory must be at least 64MiB"},
+		{"a bootstrap timeout too short to boot", []string{"--bootstrap-timeout", "1s"}, "--bootstrap-timeout must be at least 10s"},
 		{"an unknown flag", []string{"--nope"}, "flag provided but not defined: -nope"},
 		{"a stray argument", []string{"now"}, `unexpected argument "now"`},
 	}

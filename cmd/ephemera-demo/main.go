@@ -6,7 +6,7 @@
 // image. It is a command of its own so that the production binary,
 // ephemera, ships neither the GitHub stand-in nor net/http/httptest.
 //
-//	ephemera-demo [--jobs 30] [--rate 2] [--pools 2] [--plain] [--log FILE]
+//	ephemera-demo [--jobs 30] [--rate 2] [--pools 2] [--image NAME] [--plain] [--log FILE]
 //
 // Exit status: 0 when every job ended as planned and nothing was left, 2
 // on bad usage, 1 otherwise.

@@ -47,6 +47,9 @@ func TestEndToEndOnLXD(t *testing.T) {
 	if res.Rejected != plan.Jobs/plan.RejectEvery {
 		t.Errorf("%d jobs rejected, want %d", res.Rejected, plan.Jobs/plan.RejectEvery)
 	}
+	if got := res.PolicyChecks["fail"]; got != float64(plan.Jobs/plan.RejectEvery) {
+		t.Errorf(`ephemera_policy_checks_total{outcome="fail"} = %v, want %d`, got, plan.Jobs/plan.RejectEvery)
+	}
 	// Each job ran once, on a runner of its own pool that ran no other job.
 	usedBy := map[string]int64{}
 	for _, dj := range res.Jobs {

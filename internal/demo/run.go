@@ -84,12 +84,20 @@ type Result struct {
 	Unexpected             []string        // jobs whose outcome was not the planned one
 	Latencies              []time.Duration // queued → running of every job that started, in submission order
 	LatencyP50, LatencyP99 time.Duration
-	GitHubRequests         int
-	InstancesLeft          int
-	RegistrationsLeft      int
-	SlotsLeft              int
-	OpenClaims             int
-	Elapsed                time.Duration
+	// Queued → the runner that took the job came online, for the jobs
+	// whose runner came online after the job was queued (a fresh runner,
+	// not one that was idle already).
+	OnlineLatencies                    []time.Duration
+	OnlineLatencyP50, OnlineLatencyP99 time.Duration
+	GitHubRequests                     int
+	// PolicyChecks is ephemera_policy_checks_total by outcome (summed
+	// over events), read before the scale to zero restarts ephemera.
+	PolicyChecks      map[string]float64
+	InstancesLeft     int
+	RegistrationsLeft int
+	SlotsLeft         int
+	OpenClaims        int
+	Elapsed           time.Duration
 }
 
 // Run submits the plan's jobs, calls view with a snapshot every
@@ -195,9 +203,17 @@ func (d *System) Run(ctx context.Context, pl Plan, refresh time.Duration, view f
 		if !j.StartedAt.IsZero() {
 			res.Latencies = append(res.Latencies, j.StartedAt.Sub(dj.Submitted))
 		}
+		if j.RunnerOnlineAt.After(dj.Submitted) {
+			res.OnlineLatencies = append(res.OnlineLatencies, j.RunnerOnlineAt.Sub(dj.Submitted))
+		}
 	}
 	res.LatencyP50, res.LatencyP99 = Percentile(res.Latencies, 50), Percentile(res.Latencies, 99)
+	res.OnlineLatencyP50, res.OnlineLatencyP99 = Percentile(res.OnlineLatencies, 50), Percentile(res.OnlineLatencies, 99)
 	res.GitHubRequests = GitHubRequests(d.github)
+	var err error
+	if res.PolicyChecks, err = d.policyChecks(); err != nil {
+		return res, err
+	}
 
 	// Scale to zero through ephemera's own reconciler.
 	event("scaling every pool to zero")
@@ -222,7 +238,6 @@ func (d *System) Run(ctx context.Context, pl Plan, refresh time.Duration, view f
 		case <-tick.C:
 		}
 	}
-	var err error
 	res.InstancesLeft, _ = d.Instances(ctx)
 	res.RegistrationsLeft = len(d.github.Runners())
 	if res.SlotsLeft, res.OpenClaims, err = KVLeftovers(ctx, d.proc.Bus().JS); err != nil {
@@ -311,4 +326,30 @@ func Percentile(d []time.Duration, p int) time.Duration {
 	slices.Sort(s)
 	i := (len(s)*p + 99) / 100
 	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+// policyChecks reads ephemera_policy_checks_total by outcome from the
+// running ephemera's registry.
+func (d *System) policyChecks() (map[string]float64, error) {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	families, err := p.Registry().Gather()
+	if err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "ephemera_policy_checks_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out, nil
 }

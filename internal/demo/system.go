@@ -6,6 +6,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,7 +37,8 @@ import (
 type Spec struct {
 	Pools            []string // pool names; each gets labels [self-hosted, linux, <name>]
 	MinIdle, Max     int
-	Image            string // an image with the stand-in runner (deploy/lxd/standin-image.sh)
+	Image            string // an image with the stand-in runner: the busybox ephemera-standin, or a runner image built with `ephemera image build`
+	Memory           int64  // limits.memory of each instance in bytes; 0: 256 MiB
 	Interval         time.Duration
 	BootstrapTimeout time.Duration
 	IdleGrace        time.Duration
@@ -128,7 +130,7 @@ func Start(ctx context.Context, spec Spec) (_ *System, err error) {
 		cfg.Pools = append(cfg.Pools, config.Pool{
 			Name: name, Labels: []string{"self-hosted", "linux", name},
 			InstanceType: config.InstanceContainer, Image: spec.Image,
-			CPU: 1, Memory: 256 << 20, Disk: 1 << 30,
+			CPU: 1, Memory: config.Size(cmp.Or(spec.Memory, 256<<20)), Disk: 1 << 30,
 			MinIdle: spec.MinIdle, Max: spec.Max,
 			Profiles:    []string{"default", d.profile},
 			StoragePool: spec.StoragePool,
@@ -216,6 +218,9 @@ func (d *System) Restart(ctx context.Context, change func(*config.Config)) error
 
 // GitHub is the GitHub stand-in the system runs against.
 func (d *System) GitHub() *githubfake.Server { return d.github }
+
+// MetricsURL is the address of ephemera's Prometheus metrics.
+func (d *System) MetricsURL() string { return d.StatusURL() + "metrics" }
 
 // StatusURL is the address of the live status view (the metrics listener;
 // it stays the same across Restart).

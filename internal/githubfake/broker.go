@@ -59,7 +59,11 @@ type Job struct {
 	CompletedAt           time.Time
 	RunnerID              int64
 	RunnerName            string
+	RunnerOnlineAt        time.Time // when the runner that took the job came online
 	Duration              time.Duration
+	// Log is the job's log as its runner uploaded it with the completion
+	// (runners driven over HTTP only): what GitHub shows for the job.
+	Log string
 	Trigger
 }
 
@@ -266,7 +270,7 @@ func (s *Server) assignLocked(j *job, rn *runner) {
 	a.unqueue(j.ID)
 	rn.Busy, rn.JobID = true, j.ID
 	j.Status, j.StartedAt = JobInProgress, time.Now().UTC()
-	j.RunnerID, j.RunnerName = rn.ID, rn.Name
+	j.RunnerID, j.RunnerName, j.RunnerOnlineAt = rn.ID, rn.Name, rn.OnlineAt
 	s.emitLocked(j)
 	if rn.InProcess && j.Duration > 0 && !a.closed {
 		id := j.ID

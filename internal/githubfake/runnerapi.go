@@ -18,7 +18,8 @@ import (
 //	POST /_fake/runners/{id}/online           come online; 204
 //	GET  /_fake/runners/{id}/job?wait=30s     long-poll for the assigned job:
 //	                                          200 RunnerJob, or 204 when none came
-//	POST /_fake/runners/{id}/jobs/{job}/complete  {"conclusion":"success"}; 204;
+//	POST /_fake/runners/{id}/jobs/{job}/complete  {"conclusion":"success","log":"…"};
+//	                                          204; the log is the job's (Job.Log);
 //	                                          the ephemeral runner is then removed
 //
 // Unknown runner or wrong token: 401.
@@ -31,6 +32,8 @@ func (s *Server) runnerAPIRoutes(r chi.Router) {
 // RunnerJob is what a stand-in runner receives for its job.
 type RunnerJob struct {
 	ID         int64    `json:"id"`
+	RunID      int64    `json:"run_id"`
+	RunAttempt int64    `json:"run_attempt"`
 	Repository string   `json:"repository"`
 	Labels     []string `json:"labels"`
 	DurationMS int64    `json:"duration_ms"` // how long to pretend to work
@@ -80,7 +83,7 @@ func (s *Server) handleRunnerJob(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		var out *RunnerJob
 		if j := a.jobs[rn.JobID]; rn.Busy && j != nil && j.Status == JobInProgress {
-			out = &RunnerJob{ID: j.ID, Repository: j.Repo, Labels: j.Labels, DurationMS: j.Duration.Milliseconds(), Trigger: j.Trigger}
+			out = &RunnerJob{ID: j.ID, RunID: j.RunID, RunAttempt: j.RunAttempt, Repository: j.Repo, Labels: j.Labels, DurationMS: j.Duration.Milliseconds(), Trigger: j.Trigger}
 		}
 		a.mu.Unlock()
 		if out != nil {
@@ -106,6 +109,7 @@ func (s *Server) handleRunnerComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	var body struct {
 		Conclusion string `json:"conclusion"`
+		Log        string `json:"log"`
 	}
 	_ = json.NewDecoder(r.Body).Decode(&body)
 	if body.Conclusion == "" {
@@ -116,6 +120,7 @@ func (s *Server) handleRunnerComplete(w http.ResponseWriter, r *http.Request) {
 	j := a.jobs[rn.JobID]
 	ok := j != nil && chi.URLParam(r, "job") == itoa(j.ID) && j.Status == JobInProgress
 	if ok {
+		j.Log = body.Log
 		s.completeLocked(j, body.Conclusion)
 	}
 	a.mu.Unlock()

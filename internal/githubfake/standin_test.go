@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,10 +54,35 @@ func TestARunnerReachingTheStandInElsewhereGetsThePullRequestItRuns(t *testing.T
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("job: %s, %v", resp.Status, err)
 	}
-	want := githubfake.RunnerJob{ID: id, Repository: "acme/app", Labels: []string{"linux"}, DurationMS: 1000,
+	queued, _ := s.GetJob(id)
+	want := githubfake.RunnerJob{ID: id, RunID: queued.RunID, RunAttempt: 1, Repository: "acme/app", Labels: []string{"linux"}, DurationMS: 1000,
 		Trigger: pr}
 	if d := cmp.Diff(got, want); d != "" {
 		t.Errorf("runner job (-got +want):\n%s", d)
+	}
+	if queued.RunID == 0 {
+		t.Error("the job has no run id")
+	}
+	if taken, _ := s.GetJob(id); taken.RunnerOnlineAt.IsZero() || taken.RunnerOnlineAt.After(taken.StartedAt) {
+		t.Errorf("the job says its runner came online at %v, started %v; want a time before the start", taken.RunnerOnlineAt, taken.StartedAt)
+	}
+
+	// The runner reports the outcome with its log, which GitHub keeps as
+	// the job's log.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, fmt.Sprintf("%s_fake/runners/%d/jobs/%d/complete", s.URL, dec.RunnerID, id),
+		strings.NewReader(`{"conclusion":"failure","log":"hook said no\n"}`))
+	req.Header.Set("Authorization", "Bearer "+dec.Token)
+	req.Header.Set("Content-Type", "application/json")
+	done, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done.Body.Close()
+	if done.StatusCode != http.StatusNoContent {
+		t.Fatalf("complete: %s", done.Status)
+	}
+	if j, _ := s.GetJob(id); j.Conclusion != "failure" || j.Log != "hook said no\n" {
+		t.Errorf("completed job: conclusion %q, log %q; want failure with the runner's log", j.Conclusion, j.Log)
 	}
 	if j, _ := s.GetJob(s.QueueJob(githubfake.JobSpec{Labels: []string{"x"}})); j.Event != "push" {
 		t.Errorf("a job with no event has event %q, want push", j.Event)
