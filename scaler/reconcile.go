@@ -30,6 +30,7 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	p.minIdle = s.sizeBuffers(w)
 	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
+	s.checkRunnerVersions(ctx)
 	s.log.Debug().Dur(logkey.Duration, s.now().Sub(start)).Msg("reconciled")
 }
 

@@ -62,6 +62,11 @@ type Config struct {
 	// (reconcile.max_runner_age). Default 24h.
 	MaxRunnerAge time.Duration
 
+	// VersionCheckInterval is how often the leader asks GitHub for the
+	// newest runner version, to warn when the pools' images pin an older
+	// one (versions.go). Default 24h.
+	VersionCheckInterval time.Duration
+
 	// ProvisionTimeout bounds one runner's registration and instance
 	// creation; a job claim older than this is taken over. Default 5m.
 	ProvisionTimeout time.Duration
@@ -124,6 +129,8 @@ type Scaler struct {
 	auto  autoIdle // the leader's min_idle: auto samples (autoidleleader.go)
 
 	sweepReq chan string // pools to sweep soon
+
+	versionTried time.Time // the leader's last runner version check; its goroutine only
 }
 
 // New checks cfg, fills defaults, and creates the KV buckets and the
@@ -152,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	def(&cfg.ProvisionTimeout, 5*time.Minute)
 	def(&cfg.TokenTTL, cfg.BootstrapTimeout+time.Hour)
 	def(&cfg.MaxRunnerAge, 24*time.Hour)
+	def(&cfg.VersionCheckInterval, 24*time.Hour)
 	def(&cfg.AckWait, 30*time.Second)
 	def(&cfg.CapacityRetry, 2*time.Second)
 	def(&cfg.ShutdownGrace, 10*time.Second)
