@@ -63,13 +63,34 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tMIN_IDLE\tMAX\tIDLE\tBUSY\tPROVISIONING\tINSTANCES\tWAITING\tOLDEST_WAIT")
+	fmt.Fprintln(tw, "POOL\tMIN_IDLE\tMAX\tIDLE\tBUSY\tPROVISIONING\tINSTANCES\tWAITING\tOLDEST_WAIT\tRUNNER")
 	for _, p := range st {
 		oldest := "-"
 		if p.WaitingJobs > 0 {
 			oldest = (time.Duration(p.OldestWaitingSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Pool, p.MinIdle, p.Max, p.Idle, p.Busy, p.Provisioning, p.Instances, p.WaitingJobs, oldest)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Pool, p.MinIdle, p.Max, p.Idle, p.Busy, p.Provisioning, p.Instances, p.WaitingJobs, oldest, runnerColumn(p))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st {
+		if p.RunnerOutdated {
+			fmt.Fprintf(stdout, "warning: pool %s: its image pins runner %s, GitHub lists %s (checked %s); GitHub refuses runners older than its supported minimum: move the pin and rebuild the image\n",
+				p.Pool, p.RunnerVersion, p.LatestRunnerVersion, p.VersionCheckedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// runnerColumn is the runner version a pool's image pins, marked when
+// GitHub lists a newer one; "-" when unknown.
+func runnerColumn(p scaler.PoolStatus) string {
+	switch {
+	case p.RunnerVersion == "":
+		return "-"
+	case p.RunnerOutdated:
+		return p.RunnerVersion + " (outdated: " + p.LatestRunnerVersion + ")"
+	}
+	return p.RunnerVersion
 }
