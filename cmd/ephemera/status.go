@@ -21,7 +21,7 @@ import (
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf commonFlags
 	var output, natsURL string
-	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs and the\noldest waiting job's age, read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
+	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs, the\noldest waiting job's age and the runner version its image pins (with a warning\nwhen GitHub lists a newer one), read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
 	fs.StringVar(&output, "o", "table", "output: table or json")
 	fs.StringVar(&natsURL, "nats", "", "NATS `url` to read from (default: nats.url, else the embedded server at nats.listen); nats.tls and the nats credentials apply")
 	if err := cli.ParseFlags(fs, args); err != nil {
