@@ -160,6 +160,11 @@
 //   - writes the pool's counts for [ReadStatus] and the ephemera_runners
 //     gauges.
 //
+// After the pass, once a day, the leader compares the runner version each
+// pool's image pins ([ImageVersions]) with the newest GitHub lists
+// ([RunnerReleases]) and records both for [ReadStatus] and
+// [StatusCollector], warning about outdated pools (versions.go).
+//
 // Every action is logged with its reason and counted in
 // ephemera_reconcile_actions_total{pool,action}.
 //
