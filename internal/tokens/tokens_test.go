@@ -336,3 +336,25 @@ func TestATokenExtendedBeyondWhatALaggingReplicaShowsIsStillConsumedOnce(t *test
 		t.Fatalf("second Consume: got %v, want ErrUnknownToken", err)
 	}
 }
+
+// BenchmarkExtend measures one extension of an idle runner's token (a read
+// and a compare-and-set on the embedded JetStream), what the reconciler
+// spends per idle runner once every half TTL.
+func BenchmarkExtend(b *testing.B) {
+	bb, _ := bustest.Open(b)
+	s, err := tokens.New(b.Context(), tokens.Config{Bus: bb, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := s.Mint(b.Context(), "eph-small-abc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := tokens.ID(tok)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Extend(b.Context(), id, "eph-small-abc"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
