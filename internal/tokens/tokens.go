@@ -38,8 +38,9 @@ var ErrUnknownToken = errors.New("unknown, used or expired one-time token")
 type Config struct {
 	// Bus holds the JetStream connection; required.
 	Bus *bus.Bus
-	// TTL is how long a token stays valid; required (policy.token_ttl,
-	// by default reconcile.bootstrap_timeout plus an hour).
+	// TTL is how long a token stays valid after it was minted or last
+	// extended; required (policy.token_ttl, by default
+	// reconcile.bootstrap_timeout plus an hour).
 	TTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
