@@ -194,12 +194,24 @@ func TestTokenOfARunnerThatTookAJobIsNotExtended(t *testing.T) {
 		return ok && rn.Busy
 	})
 	tookJob := time.Now()
-	// Another runner waits idle meanwhile; once its token was extended
-	// past the busy runner's possible last extension plus a TTL, the busy
-	// runner's token has expired, unless it was extended.
-	other := e.idleRunner(t, busy.Name)
-	waitfor.True(t, 30*time.Second, "the idle runner's token extended well past the busy one's", func() bool {
-		return e.tokenExpiry(t, other.PolicyToken).After(tookJob.Add(2*tokenTTL + time.Second))
+	// Other runners wait idle meanwhile (surplus ones are trimmed); once
+	// one's token was extended past the busy runner's possible last
+	// extension plus a TTL, the busy runner's token has expired, unless
+	// it was extended.
+	var other scaler.InstanceSpec
+	waitfor.True(t, 30*time.Second, "an idle runner's token extended well past the busy one's", func() bool {
+		for _, r := range e.fake.Runners() {
+			if !r.Online || r.Busy || r.Name == busy.Name {
+				continue
+			}
+			for _, s := range e.prov.Specs() {
+				if s.Name == r.Name && e.tokenExpiry(t, s.PolicyToken).After(tookJob.Add(2*tokenTTL+time.Second)) {
+					other = s
+					return true
+				}
+			}
+		}
+		return false
 	})
 	if rn, ok := e.fake.RunnerByName(busy.Name); !ok || !rn.Busy {
 		t.Fatalf("%s is no longer busy (%+v); the job was to last a minute", busy.Name, rn)
