@@ -173,7 +173,8 @@ type Reconcile struct {
 	// (deregistered on GitHub first, then deleted) instead of having its
 	// one-time policy token extended once more: it bounds how long a warm
 	// runner may wait, and how long an image rolled forward takes to
-	// reach every idle runner. Default 24h; more than bootstrap_timeout.
+	// reach every idle runner. Default 24h (also when 0); more than
+	// bootstrap_timeout.
 	MaxRunnerAge Duration `yaml:"max_runner_age"`
 }
 
