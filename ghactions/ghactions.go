@@ -3,7 +3,8 @@
 // GitHub App, reads the webhook delivery log and asks for redeliveries —
 // with go-github over internal/ghclient, for an organization or a single
 // repository. It implements scaler.GitHub and scaler.HookDeliveries, as
-// lxdprov implements scaler.Provisioner, and answers in the scaler's
+// lxdprov implements scaler.Provisioner, and scaler.RunnerReleases (the
+// newest runner GitHub offers for download), and answers in the scaler's
 // terms: scaler.ErrRunnerBusy, scaler.ErrJobNotFound, scaler.ErrNameTaken,
 // scaler.ErrNoInstallation, scaler.ErrNotApp and *scaler.RateLimitedError.
 package ghactions
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,7 @@ type Client struct {
 var (
 	_ scaler.GitHub         = (*Client)(nil)
 	_ scaler.HookDeliveries = (*Client)(nil)
+	_ scaler.RunnerReleases = (*Client)(nil)
 )
 
 // New checks cfg and returns the client.
@@ -240,3 +243,44 @@ func (g *Client) JobStatus(ctx context.Context, inst int64, repo string, jobID i
 	}
 	return scaler.JobStatus{Status: j.GetStatus(), Conclusion: j.GetConclusion(), RunnerName: j.GetRunnerName()}, nil
 }
+
+// runnerPackage is the file name of a runner package in GitHub's
+// downloads list: actions-runner-<os>-<arch>-<version>.<tar.gz|zip>.
+var runnerPackage = regexp.MustCompile(`^actions-runner-[a-z]+-[a-z0-9]+-([0-9]+(?:\.[0-9]+)+)\.(?:tar\.gz|zip)$`)
+
+// LatestRunnerVersion asks GitHub which runner packages it offers for
+// download, where runners are registered (the organization's or the
+// repository's list), and returns the newest version among them.
+func (g *Client) LatestRunnerVersion(ctx context.Context, inst int64) (string, error) {
+	c, err := g.client(inst)
+	if err != nil {
+		return "", err
+	}
+	ctx = ghclient.WithOp(ctx, "runner_downloads")
+	var dl []*github.RunnerApplicationDownload
+	if g.cfg.Org != "" {
+		dl, _, err = c.Actions.ListOrganizationRunnerApplicationDownloads(ctx, g.cfg.Org)
+	} else {
+		dl, _, err = c.Actions.ListRunnerApplicationDownloads(ctx, g.owner, g.name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("list runner downloads: %w", rateLimited(err))
+	}
+	newest := ""
+	for _, d := range dl {
+		m := runnerPackage.FindStringSubmatch(d.GetFilename())
+		if m == nil {
+			continue
+		}
+		if c, _ := scaler.CompareRunnerVersions(m[1], newest); newest == "" || c > 0 {
+			newest = m[1]
+		}
+	}
+	if newest == "" {
+		return "", fmt.Errorf("list runner downloads: %w", ErrNoRunnerVersion)
+	}
+	return newest, nil
+}
+
+// ErrNoRunnerVersion: GitHub's downloads list named no runner package.
+var ErrNoRunnerVersion = errors.New("no runner package with a version in the list")

@@ -22,6 +22,8 @@ const (
 	opGuard  = "network_guard"
 	// opTemplate is a template's build (template.go).
 	opTemplate = "template_build"
+	// opImageVersions reads the runner version of every pool's image.
+	opImageVersions = "image_versions"
 )
 
 // Where a created instance came from, the source label.
@@ -36,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ephemera_lxd_requests_total",
-		Help: "LXD operations by operation (create, list, delete, network_guard, template_build) and outcome.",
+		Help: "LXD operations by operation (create, list, delete, network_guard, template_build, image_versions) and outcome.",
 	}, []string{"op", "outcome"}))
 	if err != nil {
 		return nil, err

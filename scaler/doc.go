@@ -141,6 +141,13 @@
 //   - trims idle runners above min_idle that have been idle longer than
 //     idle_grace, longest idle first: unregister on GitHub first, and
 //     delete the instance only when GitHub accepted;
+//   - keeps the one-time policy token of each idle runner valid: once
+//     less than half of its TTL is left, extends it (extend_token, a KV
+//     write, no GitHub call; the record names the token by its ID, never
+//     the token); a busy runner's token is never extended. An idle runner
+//     older than MaxRunnerAge, or whose token cannot be extended (found
+//     consumed or expired, or a record that names none), is replaced
+//     instead: unregistered on GitHub first, then deleted, and topped up;
 //   - tops the idle buffer up to min_idle, never past max; for a pool
 //     with min_idle: auto, to the buffer SizeIdle sized from the pool's
 //     recent arrivals and measured queued → online times (autoidle.go);
@@ -152,6 +159,11 @@
 //     retries a failed delivery);
 //   - writes the pool's counts for [ReadStatus] and the ephemera_runners
 //     gauges.
+//
+// After the pass, once a day, the leader compares the runner version each
+// pool's image pins ([ImageVersions]) with the newest GitHub lists
+// ([RunnerReleases]) and records both for [ReadStatus] and
+// [StatusCollector], warning about outdated pools (versions.go).
 //
 // Every action is logged with its reason and counted in
 // ephemera_reconcile_actions_total{pool,action}.

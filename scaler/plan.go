@@ -76,6 +76,9 @@ const (
 	// actCheckStuck reads a stuck job on GitHub and serves it again when
 	// it is still queued.
 	actCheckStuck actionKind = "check_stuck"
+	// actExtendToken keeps the one-time token of an idle runner (Rec
+	// names it) valid for another token TTL: a KV write, no GitHub call.
+	actExtendToken actionKind = "extend_token"
 )
 
 // action is one thing plan decided. Only the fields its kind uses are set.
@@ -92,7 +95,7 @@ type action struct {
 	Idle     []idleRunner // trim: candidates, longest idle first
 	N        int          // trim: how many to remove; top_up: how many to add
 	Claim    entry[claimRec]
-	Count    string // delete: the counter (delete_finished, bootstrap_timeout)
+	Count    string // delete: the counter (delete_finished, bootstrap_timeout, max_age, …)
 	Reason   string // delete: why, for the log
 }
 
@@ -113,6 +116,8 @@ type planner struct {
 	idleGrace        time.Duration
 	provisionTimeout time.Duration
 	interval         time.Duration
+	tokenTTL         time.Duration // 0: tokens are neither extended nor watched
+	maxRunnerAge     time.Duration // 0: no maximum
 	now              time.Time
 	alive            map[string]bool // the world's; set by plan
 	// minIdle is the buffer of each pool with min_idle: auto, as the
@@ -135,7 +140,8 @@ func (p planner) bufferOf(pool config.Pool) int {
 func (s *Scaler) planner() planner {
 	return planner{
 		pools: s.cfg.Pools, bootstrapTimeout: s.cfg.BootstrapTimeout, idleGrace: s.cfg.IdleGrace,
-		provisionTimeout: s.cfg.ProvisionTimeout, interval: s.cfg.Interval, now: s.now(),
+		provisionTimeout: s.cfg.ProvisionTimeout, interval: s.cfg.Interval,
+		tokenTTL: s.cfg.TokenTTL, maxRunnerAge: s.cfg.MaxRunnerAge, now: s.now(),
 	}
 }
 
@@ -226,6 +232,16 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 				out = append(out, action{Kind: actMarkBusy, Pool: pool.Name, Runner: name, At: now.UTC()})
 			}
 		case onGH && ghr.Online && rec.State != runnerDone:
+			if count, reason := p.retire(rec); count != "" {
+				// Deregistered first: GitHub refuses a runner that took a
+				// job meanwhile, and then the instance stays.
+				finishing++
+				del(count, reason, true)
+				continue
+			}
+			if p.tokenDue(rec) {
+				out = append(out, action{Kind: actExtendToken, Pool: pool.Name, Runner: name, Rec: rec})
+			}
 			since := rec.IdleSince
 			if since.IsZero() {
 				since = now.UTC()
@@ -304,6 +320,39 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 	// Top up the idle buffer, never past max (the slots see to that).
 	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: minIdle - len(idle) - bootingBuffer - provisioningBuffer})
 	return out
+}
+
+// An idle runner waits for a job with a one-time token that expires: the
+// plan extends the token once less than half of its TTL is left, while
+// the runner is registered and idle, and replaces the runner instead once
+// it is older than max_runner_age, or when its token cannot be extended
+// (found consumed or expired, or a record that names none: adopted, or
+// written by an older version) before it would expire. A busy runner's
+// token is never extended: the pre-job check consumed it, or is about to.
+
+// tokenExpiry is when rec's token expires as far as the record knows.
+func (p planner) tokenExpiry(rec runnerRec) time.Time {
+	if !rec.TokenExpires.IsZero() {
+		return rec.TokenExpires
+	}
+	return rec.CreatedAt.Add(p.tokenTTL)
+}
+
+// tokenDue reports whether an idle runner's token is to be extended now.
+func (p planner) tokenDue(rec runnerRec) bool {
+	return p.tokenTTL > 0 && rec.TokenID != "" && p.tokenExpiry(rec).Sub(p.now) < p.tokenTTL/2
+}
+
+// retire says whether an idle runner is to be replaced, and why: the
+// counter and the reason of its delete action; "" to keep it.
+func (p planner) retire(rec runnerRec) (count, reason string) {
+	switch {
+	case p.maxRunnerAge > 0 && !rec.CreatedAt.IsZero() && p.now.Sub(rec.CreatedAt) >= p.maxRunnerAge:
+		return "max_age", "idle runner older than max_runner_age"
+	case p.tokenTTL > 0 && rec.TokenID == "" && p.tokenExpiry(rec).Sub(p.now) < p.tokenTTL/2:
+		return "token_unrenewable", "idle runner whose one-time token cannot be kept valid"
+	}
+	return "", ""
 }
 
 // superseded reports whether in is a job-bound runner whose job's claim

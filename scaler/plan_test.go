@@ -22,7 +22,7 @@ var small = config.Pool{Name: "small", MinIdle: 1, Max: 4}
 func testPlanner(now time.Time) planner {
 	return planner{
 		pools: []config.Pool{small}, bootstrapTimeout: 10 * time.Minute, idleGrace: 2 * time.Minute,
-		provisionTimeout: 5 * time.Minute, interval: 30 * time.Second, now: now,
+		provisionTimeout: 5 * time.Minute, interval: 30 * time.Second, tokenTTL: 70 * time.Minute, maxRunnerAge: 24 * time.Hour, now: now,
 	}
 }
 
@@ -70,6 +70,19 @@ func running(name string, created time.Time) Instance {
 
 func started(name string, now time.Time) runnerRec {
 	return runnerRec{Name: name, Pool: "small", State: runnerStarted, Slot: "small.0", CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-time.Minute)}
+}
+
+// idleRec is a runner recorded idle for a minute.
+func idleRec(name string, now time.Time) runnerRec {
+	r := started(name, now)
+	r.IdleSince, r.OnlineAt = now.Add(-time.Minute), now.Add(-time.Minute)
+	return r
+}
+
+// withToken gives r a token that expires at exp.
+func withToken(r runnerRec, exp time.Time) runnerRec {
+	r.TokenID, r.TokenExpires = fmt.Sprintf("%064x", len(r.Name)), exp
+	return r
 }
 
 func status(now time.Time, idle, busy, prov, fin int) action {
@@ -336,6 +349,107 @@ func TestPlanPerPool(t *testing.T) {
 				return worldOf{recs: []runnerRec{r, gone}, insts: []Instance{in}, slots: map[string]string{"small.0": "eph-small-new", "small.1": "eph-small-newgone"}}
 			},
 			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0), topUp(1)} },
+		},
+		{
+			name: "an idle runner whose token has less than half its TTL left has it extended, and still counts idle",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{withToken(idleRec("eph-small-a", now), now.Add(34*time.Minute))}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true}}}
+			},
+			want: func(now time.Time) []action {
+				return []action{{Kind: actExtendToken, Pool: "small", Runner: "eph-small-a", Rec: withToken(idleRec("eph-small-a", now), now.Add(34*time.Minute))},
+					status(now, 1, 0, 0, 0), topUp(0)}
+			},
+		},
+		{
+			name: "an idle runner whose token has more than half its TTL left is left as it is",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{withToken(idleRec("eph-small-a", now), now.Add(36*time.Minute))}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 1, 0, 0, 0), topUp(0)} },
+		},
+		{
+			name: "the token of a runner that took a job is not extended, however close its expiry",
+			world: func(now time.Time) worldOf {
+				r := withToken(started("eph-small-a", now), now.Add(time.Minute))
+				r.State = runnerBusy
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a", Online: true, Busy: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 1, 0, 0), topUp(1)} },
+		},
+		{
+			name: "the token of a runner not yet online, or when GitHub could not be read, is not extended",
+			world: func(now time.Time) worldOf {
+				return worldOf{recs: []runnerRec{withToken(started("eph-small-a", now), now.Add(time.Minute))}, insts: []Instance{running("eph-small-a", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-a"}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 1, 0), topUp(0)} },
+		},
+		{
+			name: "an idle runner older than max_runner_age is replaced, deregistered first, instead of having its token extended",
+			world: func(now time.Time) worldOf {
+				r := withToken(idleRec("eph-small-old", now), now.Add(time.Minute))
+				r.CreatedAt = now.Add(-24 * time.Hour)
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-old", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-old", Online: true}}}
+			},
+			want: func(now time.Time) []action {
+				r := withToken(idleRec("eph-small-old", now), now.Add(time.Minute))
+				r.CreatedAt = now.Add(-24 * time.Hour)
+				return []action{{Kind: actDelete, Pool: "small", Runner: "eph-small-old", Rec: r, GitHubID: 9, Count: "max_age", Reason: "idle runner older than max_runner_age"},
+					status(now, 0, 0, 0, 1), topUp(1)}
+			},
+		},
+		{
+			name: "a surplus of idle runners is trimmed without counting one being replaced for its age",
+			world: func(now time.Time) worldOf {
+				old, a, b := idleRec("eph-small-old", now), idleRec("eph-small-a", now), idleRec("eph-small-b", now)
+				old.CreatedAt = now.Add(-25 * time.Hour)
+				a.IdleSince, b.IdleSince = now.Add(-5*time.Minute), now.Add(-4*time.Minute)
+				return worldOf{recs: []runnerRec{old, a, b}, insts: []Instance{running("eph-small-old", now), running("eph-small-a", now), running("eph-small-b", now)},
+					gh: []GitHubRunner{{ID: 1, Name: "eph-small-old", Online: true}, {ID: 2, Name: "eph-small-a", Online: true}, {ID: 3, Name: "eph-small-b", Online: true}}}
+			},
+			want: func(now time.Time) []action {
+				old, a, b := idleRec("eph-small-old", now), idleRec("eph-small-a", now), idleRec("eph-small-b", now)
+				old.CreatedAt = now.Add(-25 * time.Hour)
+				a.IdleSince, b.IdleSince = now.Add(-5*time.Minute), now.Add(-4*time.Minute)
+				return []action{
+					{Kind: actDelete, Pool: "small", Runner: "eph-small-old", Rec: old, GitHubID: 1, Count: "max_age", Reason: "idle runner older than max_runner_age"},
+					status(now, 2, 0, 0, 1),
+					{Kind: actTrim, Pool: "small", N: 1, Idle: []idleRunner{{Rec: a, GHID: 2, Since: a.IdleSince}, {Rec: b, GHID: 3, Since: b.IdleSince}}},
+					topUp(-1)}
+			},
+		},
+		{
+			name: "a busy runner older than max_runner_age is left to finish its job",
+			world: func(now time.Time) worldOf {
+				r := started("eph-small-old", now)
+				r.State, r.CreatedAt = runnerBusy, now.Add(-48*time.Hour)
+				return worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-old", now)},
+					gh: []GitHubRunner{{ID: 9, Name: "eph-small-old", Online: true, Busy: true}}}
+			},
+			want: func(now time.Time) []action { return []action{status(now, 0, 1, 0, 0), topUp(1)} },
+		},
+		{
+			name: "an idle runner whose record names no token (adopted, older version, token found gone) is replaced before the token would expire",
+			world: func(now time.Time) worldOf {
+				legacy, lost := idleRec("eph-small-legacy", now), idleRec("eph-small-lost", now)
+				legacy.CreatedAt = now.Add(-36 * time.Minute) // minted then: 34 minutes left
+				lost.TokenExpires = now.Add(-time.Second)     // tokenLost
+				return worldOf{recs: []runnerRec{legacy, lost}, insts: []Instance{running("eph-small-legacy", now), running("eph-small-lost", now)},
+					gh: []GitHubRunner{{ID: 1, Name: "eph-small-legacy", Online: true}, {ID: 2, Name: "eph-small-lost", Online: true}}}
+			},
+			want: func(now time.Time) []action {
+				legacy, lost := idleRec("eph-small-legacy", now), idleRec("eph-small-lost", now)
+				legacy.CreatedAt = now.Add(-36 * time.Minute)
+				lost.TokenExpires = now.Add(-time.Second)
+				return []action{
+					{Kind: actDelete, Pool: "small", Runner: "eph-small-legacy", Rec: legacy, GitHubID: 1, Count: "token_unrenewable", Reason: "idle runner whose one-time token cannot be kept valid"},
+					{Kind: actDelete, Pool: "small", Runner: "eph-small-lost", Rec: lost, GitHubID: 2, Count: "token_unrenewable", Reason: "idle runner whose one-time token cannot be kept valid"},
+					status(now, 0, 0, 0, 2), topUp(1)}
+			},
 		},
 	}
 	for _, c := range cases {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
+	"github.com/ephemera-ci/ephemera/internal/tokens"
 )
 
 // provisionReq is one runner to bring up.
@@ -87,20 +88,25 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	}
 	undo = append(undo, func(ctx context.Context) error { return s.releaseSlot(ctx, slot, r.name) })
 
+	// The token first, so that the record names it (by its ID, never the
+	// token itself) for the reconciler to keep valid while the runner
+	// waits idle. A token whose runner never comes to be just expires.
+	minted := s.now()
+	token, err := s.cfg.Tokens.Mint(ctx, r.name)
+	if err != nil {
+		return fmt.Errorf("mint policy token for %s: %w", r.name, err)
+	}
 	rec := runnerRec{
 		Name: r.name, Pool: r.pool.Name, JobID: r.jobID, InstallationID: r.inst, Owner: s.cfg.ReplicaID,
 		State: runnerProvisioning, Slot: slot, CreatedAt: s.now().UTC(), Deadline: r.deadline.UTC(), Heartbeats: true,
 		QueuedAt: r.since.UTC(),
+		TokenID:  tokens.ID(token), TokenExpires: minted.Add(s.cfg.TokenTTL).UTC(),
 	}
 	if err := s.kv.runners.create(ctx, rec); err != nil {
 		return err
 	}
 	undo = append(undo, func(ctx context.Context) error { return s.kv.runners.forget(ctx, r.name) })
 
-	token, err := s.cfg.Tokens.Mint(ctx, r.name)
-	if err != nil {
-		return fmt.Errorf("mint policy token for %s: %w", r.name, err)
-	}
 	if err := s.jit.wait(ctx); err != nil {
 		return fmt.Errorf("wait for jit registration: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
+	"github.com/ephemera-ci/ephemera/internal/tokens"
 )
 
 // reconcile runs one pass: it reads the world (KV, then GitHub, then the
@@ -29,6 +30,7 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	p.minIdle = s.sizeBuffers(w)
 	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
+	s.checkRunnerVersions(ctx)
 	s.log.Debug().Dur(logkey.Duration, s.now().Sub(start)).Msg("reconciled")
 }
 
@@ -139,7 +141,28 @@ func (s *Scaler) apply(ctx context.Context, w *world, plan []action) {
 			}
 		case actCheckStuck:
 			s.serveStuck(ctx, a)
+		case actExtendToken:
+			s.extendToken(ctx, a, log)
 		}
+	}
+}
+
+// extendToken keeps an idle runner's token valid for another TTL. A
+// token found consumed or expired is recorded lost: the runner cannot pass
+// a pre-job check any more, and the next pass replaces it while it is
+// idle (deregistered first, so never once it took a job).
+func (s *Scaler) extendToken(ctx context.Context, a action, log zerolog.Logger) {
+	until, err := s.cfg.Tokens.Extend(ctx, a.Rec.TokenID, a.Runner)
+	switch {
+	case errors.Is(err, tokens.ErrUnknownToken):
+		s.setRunner(ctx, a.Runner, func(r *runnerRec) bool { return r.TokenID == a.Rec.TokenID && r.tokenLost(s.now()) })
+		s.act(a.Pool, "token_lost", log, "idle runner's one-time token is consumed or expired; the runner is replaced")
+	case err != nil:
+		log.Warn().Err(err).Msg("extend idle runner's one-time token")
+	default:
+		s.setRunner(ctx, a.Runner, func(r *runnerRec) bool { return r.TokenID == a.Rec.TokenID && r.tokenExtended(until) })
+		s.m.reconcile.WithLabelValues(a.Pool, string(actExtendToken)).Inc()
+		log.Debug().Time(logkey.Until, until).Msg("one-time token of idle runner extended")
 	}
 }
 

@@ -61,6 +61,13 @@ type runnerRec struct {
 	IdleSince time.Time `json:"idle_since,omitzero"`
 	BusyJob   int64     `json:"busy_job,omitempty"`
 	DoneAt    time.Time `json:"done_at,omitzero"`
+	// TokenID is the ID (tokens.ID) of the runner's one-time policy
+	// token, and TokenExpires when it expires as last minted or extended;
+	// empty and zero for records written before tokens were extended (their
+	// token expires TokenTTL after CreatedAt), or once it was found
+	// consumed or expired.
+	TokenID      string    `json:"token_id,omitempty"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
 	// Heartbeats says the owner keeps a liveness key (liveness.go): when
 	// it is gone, a provisioning is abandoned before its deadline.
 	Heartbeats bool `json:"heartbeats,omitempty"`
@@ -164,6 +171,26 @@ func (r *runnerRec) done(now time.Time) bool {
 		return false
 	}
 	r.State, r.DoneAt, r.IdleSince = runnerDone, now.UTC(), time.Time{}
+	return true
+}
+
+// tokenExtended records that the runner's token was extended until then.
+func (r *runnerRec) tokenExtended(until time.Time) bool {
+	if r.TokenID == "" || !until.After(r.TokenExpires) {
+		return false
+	}
+	r.TokenExpires = until.UTC()
+	return true
+}
+
+// tokenLost records that the runner's token can no longer be extended
+// (consumed, expired, unknown): the reconciler replaces the runner while
+// it waits idle.
+func (r *runnerRec) tokenLost(now time.Time) bool {
+	if r.TokenID == "" {
+		return false
+	}
+	r.TokenID, r.TokenExpires = "", now.UTC()
 	return true
 }
 

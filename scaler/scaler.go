@@ -18,9 +18,15 @@ import (
 )
 
 // TokenMinter mints the one-time policy token a runner's pre-job hook
-// presents. internal/tokens implements it on JetStream KV.
+// presents, and keeps it valid while the runner waits idle.
+// internal/tokens implements it on JetStream KV.
 type TokenMinter interface {
 	Mint(ctx context.Context, runnerName string) (string, error)
+	// Extend keeps the unconsumed token with ID id (tokens.ID), minted
+	// for runnerName, valid for another TTL and returns its new expiry;
+	// tokens.ErrUnknownToken when it was consumed, expired or is
+	// unknown.
+	Extend(ctx context.Context, id, runnerName string) (time.Time, error)
 }
 
 // JetStream is what the scaler uses of a JetStream context, nats.go's
@@ -45,6 +51,21 @@ type Config struct {
 	Interval         time.Duration
 	BootstrapTimeout time.Duration
 	IdleGrace        time.Duration
+
+	// TokenTTL is how long the token store keeps a minted or extended
+	// token valid (policy.token_ttl). An idle runner's token is extended
+	// once less than half of it is left. Default BootstrapTimeout + 1h,
+	// as in the configuration.
+	TokenTTL time.Duration
+	// MaxRunnerAge is the age past which an idle runner is replaced
+	// (deregistered first) instead of having its token extended
+	// (reconcile.max_runner_age). Default 24h.
+	MaxRunnerAge time.Duration
+
+	// VersionCheckInterval is how often the leader asks GitHub for the
+	// newest runner version, to warn when the pools' images pin an older
+	// one (versions.go). Default 24h.
+	VersionCheckInterval time.Duration
 
 	// ProvisionTimeout bounds one runner's registration and instance
 	// creation; a job claim older than this is taken over. Default 5m.
@@ -108,6 +129,8 @@ type Scaler struct {
 	auto  autoIdle // the leader's min_idle: auto samples (autoidleleader.go)
 
 	sweepReq chan string // pools to sweep soon
+
+	versionTried time.Time // the leader's last runner version check; its goroutine only
 }
 
 // New checks cfg, fills defaults, and creates the KV buckets and the
@@ -134,6 +157,9 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	def(&cfg.BootstrapTimeout, 10*time.Minute)
 	def(&cfg.IdleGrace, 2*time.Minute)
 	def(&cfg.ProvisionTimeout, 5*time.Minute)
+	def(&cfg.TokenTTL, cfg.BootstrapTimeout+time.Hour)
+	def(&cfg.MaxRunnerAge, 24*time.Hour)
+	def(&cfg.VersionCheckInterval, 24*time.Hour)
 	def(&cfg.AckWait, 30*time.Second)
 	def(&cfg.CapacityRetry, 2*time.Second)
 	def(&cfg.ShutdownGrace, 10*time.Second)

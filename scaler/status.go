@@ -35,6 +35,15 @@ type PoolStatus struct {
 	// GitHub's created_at.
 	OldestWaitingSeconds float64   `json:"oldest_waiting_seconds"`
 	UpdatedAt            time.Time `json:"updated_at,omitzero"`
+	// RunnerVersion is the runner version the pool's image pins, and
+	// LatestRunnerVersion the newest GitHub lists for download, as of
+	// the leader's last check (VersionCheckedAt); empty when unknown.
+	// RunnerOutdated says the image's runner is the older: GitHub
+	// refuses runners older than its supported minimum.
+	RunnerVersion       string    `json:"runner_version,omitempty"`
+	LatestRunnerVersion string    `json:"latest_runner_version,omitempty"`
+	RunnerOutdated      bool      `json:"runner_outdated,omitempty"`
+	VersionCheckedAt    time.Time `json:"version_checked_at,omitzero"`
 }
 
 type poolCounts struct {
@@ -92,6 +101,14 @@ func ReadStatus(ctx context.Context, js jetstream.KeyValueManager, pools []confi
 					out[i].MinIdle = c.MinIdle
 				}
 			}
+		}
+		v, err := get[versionCheck](ctx, meta, versionKey)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			out[i].RunnerVersion, out[i].LatestRunnerVersion, out[i].VersionCheckedAt = v.Val.Pinned[out[i].Pool], v.Val.Latest, v.Val.CheckedAt
+			out[i].RunnerOutdated = RunnerOutdated(out[i].RunnerVersion, out[i].LatestRunnerVersion)
 		}
 	}
 	if slots, err := open(BucketSlots); err != nil {

@@ -72,6 +72,21 @@ func TestRunnerTransitions(t *testing.T) {
 			{"a done runner keeps when it was done",
 				rec(runnerDone, func(r *runnerRec) { r.DoneAt = earlier }), func(r *runnerRec) bool { return r.done(now) },
 				rec(runnerDone, func(r *runnerRec) { r.DoneAt = earlier }), false},
+			{"an extended token's new expiry is recorded",
+				rec(runnerStarted, func(r *runnerRec) { r.TokenID, r.TokenExpires = "ab", earlier }), func(r *runnerRec) bool { return r.tokenExtended(now) },
+				rec(runnerStarted, func(r *runnerRec) { r.TokenID, r.TokenExpires = "ab", now }), true},
+			{"an extension older than the recorded expiry changes nothing",
+				rec(runnerStarted, func(r *runnerRec) { r.TokenID, r.TokenExpires = "ab", now }), func(r *runnerRec) bool { return r.tokenExtended(earlier) },
+				rec(runnerStarted, func(r *runnerRec) { r.TokenID, r.TokenExpires = "ab", now }), false},
+			{"a record that names no token records no extension",
+				rec(runnerStarted, nil), func(r *runnerRec) bool { return r.tokenExtended(now) },
+				rec(runnerStarted, nil), false},
+			{"a lost token is forgotten, expired now",
+				rec(runnerStarted, func(r *runnerRec) { r.TokenID, r.TokenExpires = "ab", now.Add(time.Hour) }), func(r *runnerRec) bool { return r.tokenLost(now) },
+				rec(runnerStarted, func(r *runnerRec) { r.TokenExpires = now }), true},
+			{"a token lost already is not lost twice",
+				rec(runnerStarted, func(r *runnerRec) { r.TokenExpires = earlier }), func(r *runnerRec) bool { return r.tokenLost(now) },
+				rec(runnerStarted, func(r *runnerRec) { r.TokenExpires = earlier }), false},
 		}
 		for _, c := range cases {
 			got := c.from

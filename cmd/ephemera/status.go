@@ -21,7 +21,7 @@ import (
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf commonFlags
 	var output, natsURL string
-	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs and the\noldest waiting job's age, read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
+	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs, the\noldest waiting job's age and the runner version its image pins (with a warning\nwhen GitHub lists a newer one), read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
 	fs.StringVar(&output, "o", "table", "output: table or json")
 	fs.StringVar(&natsURL, "nats", "", "NATS `url` to read from (default: nats.url, else the embedded server at nats.listen); nats.tls and the nats credentials apply")
 	if err := cli.ParseFlags(fs, args); err != nil {
@@ -63,13 +63,34 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tMIN_IDLE\tMAX\tIDLE\tBUSY\tPROVISIONING\tINSTANCES\tWAITING\tOLDEST_WAIT")
+	fmt.Fprintln(tw, "POOL\tMIN_IDLE\tMAX\tIDLE\tBUSY\tPROVISIONING\tINSTANCES\tWAITING\tOLDEST_WAIT\tRUNNER")
 	for _, p := range st {
 		oldest := "-"
 		if p.WaitingJobs > 0 {
 			oldest = (time.Duration(p.OldestWaitingSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Pool, p.MinIdle, p.Max, p.Idle, p.Busy, p.Provisioning, p.Instances, p.WaitingJobs, oldest)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Pool, p.MinIdle, p.Max, p.Idle, p.Busy, p.Provisioning, p.Instances, p.WaitingJobs, oldest, runnerColumn(p))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st {
+		if p.RunnerOutdated {
+			fmt.Fprintf(stdout, "warning: pool %s: its image pins runner %s, GitHub lists %s (checked %s); GitHub refuses runners older than its supported minimum: move the pin and rebuild the image\n",
+				p.Pool, p.RunnerVersion, p.LatestRunnerVersion, p.VersionCheckedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// runnerColumn is the runner version a pool's image pins, marked when
+// GitHub lists a newer one; "-" when unknown.
+func runnerColumn(p scaler.PoolStatus) string {
+	switch {
+	case p.RunnerVersion == "":
+		return "-"
+	case p.RunnerOutdated:
+		return p.RunnerVersion + " (outdated: " + p.LatestRunnerVersion + ")"
+	}
+	return p.RunnerVersion
 }

@@ -53,7 +53,9 @@ type Policy struct {
 	// URL is the policy service's address as runners reach it.
 	URL string `yaml:"url"`
 	// TokenTTL is how long a one-time token stays valid. Default:
-	// reconcile.bootstrap_timeout plus one hour.
+	// reconcile.bootstrap_timeout plus one hour. The scaler extends an
+	// idle runner's token once less than half of it is left, so it must
+	// be at least four reconcile intervals.
 	TokenTTL Duration `yaml:"token_ttl"`
 	// AuthorizationPhrase starts the PR comment that authorizes a fork's
 	// commit to run. Default "/ephemera run-workflows".
@@ -167,6 +169,13 @@ type Reconcile struct {
 	// creation; a job whose scaler replica died mid-way is taken over, and
 	// its half-made instance cleaned up, once it passes. Default 5m.
 	ProvisionTimeout Duration `yaml:"provision_timeout"`
+	// MaxRunnerAge is the age past which an idle runner is replaced
+	// (deregistered on GitHub first, then deleted) instead of having its
+	// one-time policy token extended once more: it bounds how long a warm
+	// runner may wait, and how long an image rolled forward takes to
+	// reach every idle runner. Default 24h (also when 0); more than
+	// bootstrap_timeout.
+	MaxRunnerAge Duration `yaml:"max_runner_age"`
 }
 
 // Pool is a set of identical runners.
@@ -275,6 +284,7 @@ func Default() Config {
 			BootstrapTimeout: Duration(10 * time.Minute),
 			IdleGrace:        Duration(2 * time.Minute),
 			ProvisionTimeout: Duration(5 * time.Minute),
+			MaxRunnerAge:     Duration(24 * time.Hour),
 		},
 		Runners: Runners{Network: RunnerNetwork{EgressDeny: DefaultEgressDeny()}},
 	}

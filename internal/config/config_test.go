@@ -62,8 +62,8 @@ func TestParseFillsDefaults(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	p := c.Pools[0]
-	got := []any{p.InstanceType, p.CPU, p.Memory, p.Disk, p.Profiles, c.Webhook.PublishTimeout.D(), c.NATS.DuplicateWindow.D(), c.NATS.Replicas, c.GitHub.RunnerGroupID, c.TokenTTL()}
-	want := []any{InstanceVM, 2, Size(4 << 30), Size(20 << 30), []string{"default"}, 5 * time.Second, time.Hour, 1, int64(1), 10*time.Minute + time.Hour}
+	got := []any{p.InstanceType, p.CPU, p.Memory, p.Disk, p.Profiles, c.Webhook.PublishTimeout.D(), c.NATS.DuplicateWindow.D(), c.NATS.Replicas, c.GitHub.RunnerGroupID, c.TokenTTL(), c.Reconcile.MaxRunnerAge.D()}
+	want := []any{InstanceVM, 2, Size(4 << 30), Size(20 << 30), []string{"default"}, 5 * time.Second, time.Hour, 1, int64(1), 10*time.Minute + time.Hour, 24 * time.Hour}
 	if d := cmp.Diff(got, want); d != "" {
 		t.Errorf("defaults (-got +want):\n%s", d)
 	}
@@ -96,6 +96,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"a zero interval", repl(`interval: 30s`, `interval: 0s`), "reconcile.interval"},
 		{"a zero bootstrap timeout", repl(`bootstrap_timeout: 10m`, `bootstrap_timeout: 0s`), "reconcile.bootstrap_timeout"},
 		{"a zero idle grace", repl(`idle_grace: 2m`, `idle_grace: 0s`), "reconcile.idle_grace"},
+		{"a max runner age within the bootstrap timeout", repl(`idle_grace: 2m`, `idle_grace: 2m, max_runner_age: 5m`), "reconcile.max_runner_age"},
+		{"a token TTL too short to be extended between reconcile passes", repl(`url: "http://127.0.0.1:8081" }`, `url: "http://127.0.0.1:8081", token_ttl: 1m }`), "policy.token_ttl"},
 		{"a provision timeout too short", repl(`idle_grace: 2m`, `idle_grace: 2m, provision_timeout: 1s`), "reconcile.provision_timeout"},
 		{"a listen address without a port", repl(`listen: ":8080"`, `listen: "localhost"`), "webhook.listen"},
 		{"a path without a slash", repl(`path: /webhook`, `path: webhook`), "webhook.path"},

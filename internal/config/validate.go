@@ -198,6 +198,14 @@ func (c *Config) validateReconcile(role Role) error {
 	if r.ProvisionTimeout.D() < 10*time.Second {
 		return keyErr("reconcile.provision_timeout", "must be at least 10s")
 	}
+	if r.MaxRunnerAge != 0 && r.MaxRunnerAge <= r.BootstrapTimeout { // 0: the scaler's default, 24h
+		return keyErr("reconcile.max_runner_age", fmt.Sprintf("must be longer than reconcile.bootstrap_timeout (%s), got %s", r.BootstrapTimeout.D(), r.MaxRunnerAge.D()))
+	}
+	// Idle runners' tokens are extended once less than half is left, by
+	// a pass every interval: half a TTL must span a couple of passes.
+	if ttl := c.TokenTTL(); ttl < 4*r.Interval.D() {
+		return keyErr("policy.token_ttl", fmt.Sprintf("must be at least four reconcile intervals (%s), got %s", 4*r.Interval.D(), ttl))
+	}
 	return nil
 }
 

@@ -33,6 +33,10 @@ type actionsState struct {
 	timers []*time.Timer
 	closed bool
 
+	// runnerVersion is what the runner downloads list offers; empty:
+	// DefaultRunnerVersion.
+	runnerVersion string
+
 	// runnerURL is the base URL written into JIT configs; empty: Server.URL.
 	runnerURL string
 }
@@ -58,6 +62,7 @@ func (s *Server) actionsRoutes(r chi.Router) {
 		for _, prefix := range []string{"/orgs/{org}", "/repos/{owner}/{repo}"} {
 			r.Post(prefix+"/actions/runners/generate-jitconfig", s.handleGenerateJIT)
 			r.Get(prefix+"/actions/runners", s.handleListRunners)
+			r.Get(prefix+"/actions/runners/downloads", s.handleRunnerDownloads)
 			r.Get(prefix+"/actions/runners/{id}", s.handleGetRunner)
 			r.Delete(prefix+"/actions/runners/{id}", s.handleDeleteRunner)
 		}

@@ -36,6 +36,11 @@ const (
 	Rate      = "rate_per_second"
 	Replay    = "replay_buffer"
 	Poisson   = "poisson_buffer"
+	Until     = "until" // a token's new expiry
+	// Runner versions: the one an image pins, the newest GitHub lists.
+	Image         = "image"
+	RunnerVersion = "runner_version"
+	LatestVersion = "latest_version"
 	// The runner network guard.
 	Network = "network"
 	ACL     = "acl"

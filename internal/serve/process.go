@@ -252,6 +252,8 @@ func (p *Process) addScaler(ctx context.Context) error {
 		BootstrapTimeout: cfg.Reconcile.BootstrapTimeout.D(),
 		IdleGrace:        cfg.Reconcile.IdleGrace.D(),
 		ProvisionTimeout: cfg.Reconcile.ProvisionTimeout.D(),
+		TokenTTL:         ts.TTL(),
+		MaxRunnerAge:     cfg.Reconcile.MaxRunnerAge.D(),
 		Replicas:         cfg.NATS.Replicas,
 		Log:              p.log, // the scaler names itself, with its replica id
 		Registerer:       p.reg,

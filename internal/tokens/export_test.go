@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,3 +18,34 @@ func (laggingKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
 // ReadFromALaggingReplica makes s's key-value reads miss, as a lagging
 // follower's direct gets do; writes and the leader's answers are real.
 func ReadFromALaggingReplica(s *Store) { s.kv = laggingKV{s.kv} }
+
+// staleKV answers reads of the keys it froze with the entry they held
+// when frozen, as a follower that stopped applying writes does.
+type staleKV struct {
+	jetstream.KeyValue
+	mu     sync.Mutex
+	frozen map[string]jetstream.KeyValueEntry
+}
+
+func (s *staleKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	s.mu.Lock()
+	e, ok := s.frozen[key]
+	s.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	return s.KeyValue.Get(ctx, key)
+}
+
+// ReadFirstRevisionsFromALaggingReplica makes s's key-value reads of the
+// token IDs ids answer, from now on, the revision they hold now; writes
+// and the leader's answers are real.
+func ReadFirstRevisionsFromALaggingReplica(ctx context.Context, s *Store, ids ...string) {
+	kv := &staleKV{KeyValue: s.kv, frozen: map[string]jetstream.KeyValueEntry{}}
+	for _, id := range ids {
+		if e, err := s.kv.Get(ctx, id); err == nil {
+			kv.frozen[id] = e
+		}
+	}
+	s.kv = kv
+}

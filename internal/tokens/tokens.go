@@ -1,7 +1,8 @@
 // Package tokens is the store of one-time tokens the policy service accepts
 // from runners: minted for a runner by the scaler (or by an operator),
-// bound to the runner's name, valid for a TTL, and consumed atomically by
-// the first request that presents one. The store is a JetStream key-value
+// bound to the runner's name, valid for a TTL — which the scaler extends
+// while the runner waits idle (Extend) — and consumed atomically by the
+// first request that presents one. The store is a JetStream key-value
 // bucket, so every policy replica sees the same tokens and tokens survive
 // restarts. Only the SHA-256 of a token is stored: a dump of the bucket
 // reveals no usable token.
@@ -37,8 +38,9 @@ var ErrUnknownToken = errors.New("unknown, used or expired one-time token")
 type Config struct {
 	// Bus holds the JetStream connection; required.
 	Bus *bus.Bus
-	// TTL is how long a token stays valid; required (policy.token_ttl,
-	// by default reconcile.bootstrap_timeout plus an hour).
+	// TTL is how long a token stays valid after it was minted or last
+	// extended; required (policy.token_ttl, by default
+	// reconcile.bootstrap_timeout plus an hour).
 	TTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -107,33 +109,106 @@ func (s *Store) Mint(ctx context.Context, runnerName string) (string, error) {
 // for and deletes it, so that of any number of concurrent callers, on any
 // number of replicas, exactly one succeeds. Every other caller, and any
 // caller with an unknown or expired token, gets ErrUnknownToken. Other
-// errors mean the store could not be asked.
+// errors mean the store could not be asked. A token extended while it is
+// being consumed is still consumed.
 func (s *Store) Consume(ctx context.Context, token string) (string, error) {
 	if !WellFormed(token) {
 		return "", ErrUnknownToken
 	}
 	k := key(token)
-	val, rev, err := s.read(ctx, k)
-	if err != nil {
-		return "", err
+	fresh := false
+	for range maxRaces {
+		val, rev, err := s.read(ctx, k, fresh)
+		if errors.Is(err, ErrUnknownToken) {
+			return "", ErrUnknownToken
+		}
+		if err != nil {
+			return "", fmt.Errorf("consume token: %w", err)
+		}
+		// Purge only if nobody wrote it since we read it: the revision
+		// check makes the consumption atomic across replicas. A write in
+		// between (or one a lagging replica had not shown us) is a
+		// consumption (then the key is gone when read again) or an
+		// extension (then it is read again, from the leader, and purged).
+		err = s.kv.Purge(ctx, k, jetstream.LastRevision(rev))
+		if isConflict(err) {
+			fresh = true
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("consume token: %w", err)
+		}
+		var r record
+		if err := json.Unmarshal(val, &r); err != nil {
+			return "", ErrUnknownToken
+		}
+		if !s.now().Before(r.Expires) {
+			return "", ErrUnknownToken
+		}
+		return r.Runner, nil
 	}
-	// Purge only if nobody consumed it since we read it: the revision
-	// check makes the consumption atomic across replicas.
-	err = s.kv.Purge(ctx, k, jetstream.LastRevision(rev))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return "", ErrUnknownToken
+	return "", errors.New("consume token: too many concurrent writes")
+}
+
+// maxRaces bounds the compare-and-set retries of one Consume or Extend.
+const maxRaces = 10
+
+// Extend keeps the token whose ID is id valid for another TTL from now
+// and returns its new expiry, provided it is still unconsumed, unexpired
+// and minted for runnerName: a consumed token stays consumed, an expired
+// one expired. Otherwise it returns ErrUnknownToken. The scaler extends
+// the tokens of runners that wait idle, so that a runner that waited
+// longer than the TTL still passes its pre-job check.
+func (s *Store) Extend(ctx context.Context, id, runnerName string) (time.Time, error) {
+	if !WellFormed(id) || runnerName == "" {
+		return time.Time{}, ErrUnknownToken
 	}
-	if err != nil {
-		return "", fmt.Errorf("consume token: %w", err)
+	fresh := false
+	for range maxRaces {
+		cur, rev, err := s.read(ctx, id, fresh)
+		if errors.Is(err, ErrUnknownToken) {
+			return time.Time{}, ErrUnknownToken
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("extend token: %w", err)
+		}
+		var r record
+		if err := json.Unmarshal(cur, &r); err != nil || r.Runner != runnerName || !s.now().Before(r.Expires) {
+			return time.Time{}, ErrUnknownToken
+		}
+		r.Expires = s.now().Add(s.ttl).UTC()
+		val, err := json.Marshal(r)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("extend token: %w", err)
+		}
+		// A new revision: the bucket's TTL counts from it again.
+		_, err = s.kv.Update(ctx, id, val, rev)
+		if isConflict(err) {
+			fresh = true // consumed (then gone when read again) or extended meanwhile
+			continue
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("extend token: %w", err)
+		}
+		return r.Expires, nil
 	}
-	var r record
-	if err := json.Unmarshal(val, &r); err != nil {
-		return "", ErrUnknownToken
-	}
-	if !s.now().Before(r.Expires) {
-		return "", ErrUnknownToken
-	}
-	return r.Runner, nil
+	return time.Time{}, errors.New("extend token: too many concurrent writes")
+}
+
+// TTL is how long a minted or extended token stays valid.
+func (s *Store) TTL() time.Duration { return s.ttl }
+
+// ID is the identifier of token: the key it is stored under, its SHA-256
+// in hex. It reveals nothing usable (the store holds only IDs), so a
+// runner's record may keep it to extend the runner's token later.
+func ID(token string) string { return key(token) }
+
+// isConflict reports a compare-and-set that lost to another write.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // read returns the record stored under k and its revision, or
@@ -143,19 +218,22 @@ func (s *Store) Consume(ctx context.Context, token string) (string, error) {
 // stream may answer, and a follower that lags behind the leader answers
 // "not found" for a token minted a moment ago through another node: the
 // runner's one check would be refused. So "not found" is confirmed by the
-// stream's leader, whose answer is current; a token that exists is found
-// at once (tokens are written once, so a found record is never stale).
-func (s *Store) read(ctx context.Context, k string) ([]byte, uint64, error) {
-	e, err := s.kv.Get(ctx, k)
-	if err == nil {
-		return e.Value(), e.Revision(), nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("consume token: %w", err)
+// stream's leader, whose answer is current. A record found may be an older
+// revision of a token extended since: the compare-and-set that follows
+// then fails, and the caller reads again with fresh, from the leader.
+func (s *Store) read(ctx context.Context, k string, fresh bool) ([]byte, uint64, error) {
+	if !fresh {
+		e, err := s.kv.Get(ctx, k)
+		if err == nil {
+			return e.Value(), e.Revision(), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, 0, err
+		}
 	}
 	val, rev, err := s.leaderGet(ctx, k)
 	if err != nil {
-		return nil, 0, fmt.Errorf("consume token: confirm with the stream leader: %w", err)
+		return nil, 0, fmt.Errorf("confirm with the stream leader: %w", err)
 	}
 	if val == nil {
 		return nil, 0, ErrUnknownToken

@@ -202,3 +202,159 @@ func TestATokenMissingOnALaggingReplicaIsFoundOnTheLeader(t *testing.T) {
 		t.Fatalf("Consume of a token never minted: got %v, want ErrUnknownToken", err)
 	}
 }
+
+func TestExtendedTokenOutlivesItsFirstTTL(t *testing.T) {
+	b, _ := bustest.Open(t)
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	s := newStore(t, b, func() time.Time { return *now.Load() })
+	tok, err := s.Mint(t.Context(), "eph-small-abc")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	// Extended every 40 minutes, it stays valid for three hours.
+	at := start
+	for range 5 {
+		at = at.Add(40 * time.Minute)
+		now.Store(&at)
+		exp, err := s.Extend(t.Context(), tokens.ID(tok), "eph-small-abc")
+		if err != nil {
+			t.Fatalf("Extend at %s: %v", at.Sub(start), err)
+		}
+		if want := at.Add(time.Hour).UTC(); !exp.Equal(want) {
+			t.Fatalf("Extend at %s: expires %s, want %s", at.Sub(start), exp, want)
+		}
+	}
+	if runner, err := s.Consume(t.Context(), tok); err != nil || runner != "eph-small-abc" {
+		t.Fatalf("Consume %s after minting = %q, %v; want eph-small-abc, nil", at.Sub(start), runner, err)
+	}
+}
+
+func TestTokensThatCannotBeExtended(t *testing.T) {
+	b, _ := bustest.Open(t)
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	s := newStore(t, b, func() time.Time { return *now.Load() })
+	mint := func() string {
+		tok, err := s.Mint(t.Context(), "eph-small-abc")
+		if err != nil {
+			t.Fatalf("Mint: %v", err)
+		}
+		return tok
+	}
+	consumed, expired, other := mint(), mint(), mint()
+	if _, err := s.Consume(t.Context(), consumed); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	for _, tc := range []struct {
+		name, id, runner string
+		at               time.Duration
+	}{
+		{"a consumed token stays consumed", tokens.ID(consumed), "eph-small-abc", 0},
+		{"a token is extended only for the runner it was minted for", tokens.ID(other), "eph-small-xyz", 0},
+		{"an ID never minted is unknown", tokens.ID(strings.Repeat("0", 64)), "eph-small-abc", 0},
+		{"a malformed ID is unknown", "abc", "eph-small-abc", 0},
+		{"an expired token is not brought back", tokens.ID(expired), "eph-small-abc", time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			at := start.Add(tc.at)
+			now.Store(&at)
+			if exp, err := s.Extend(t.Context(), tc.id, tc.runner); !errors.Is(err, tokens.ErrUnknownToken) {
+				t.Fatalf("Extend = %s, %v; want ErrUnknownToken", exp, err)
+			}
+		})
+	}
+	now.Store(&start)
+	if _, err := s.Consume(t.Context(), other); err != nil {
+		t.Fatalf("the token another runner tried to extend: Consume: %v", err)
+	}
+}
+
+func TestConsumeRacingExtendAcceptsTheTokenOnce(t *testing.T) {
+	_, srv := bustest.Open(t)
+	a := newStore(t, bustest.Connect(t, srv.ClientURL()), nil)
+	b := newStore(t, bustest.Connect(t, srv.ClientURL()), nil)
+	for round := range 30 {
+		tok, err := a.Mint(t.Context(), "eph-small-abc")
+		if err != nil {
+			t.Fatalf("Mint: %v", err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				// Extensions from one connection, consumers on both: an
+				// extension never makes a consumer fail.
+				if _, err := a.Extend(t.Context(), tokens.ID(tok), "eph-small-abc"); err != nil && !errors.Is(err, tokens.ErrUnknownToken) {
+					t.Errorf("Extend: %v", err)
+				}
+			})
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Go(func() {
+				_, err := s.Consume(t.Context(), tok)
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, tokens.ErrUnknownToken):
+					t.Errorf("Consume: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d consumers accepted the token, want exactly 1", round, n)
+		}
+	}
+}
+
+// A lagging replica may show an older revision of a token extended since:
+// the consumption's compare-and-set fails on it, and the token is read
+// again from the stream leader and consumed; an extension likewise.
+func TestATokenExtendedBeyondWhatALaggingReplicaShowsIsStillConsumedOnce(t *testing.T) {
+	b, _ := bustest.Open(t)
+	fresh, stale := newStore(t, b, nil), newStore(t, b, nil)
+	tok, err := fresh.Mint(t.Context(), "eph-small-lag")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	tokens.ReadFirstRevisionsFromALaggingReplica(t.Context(), stale, tokens.ID(tok))
+	if _, err := fresh.Extend(t.Context(), tokens.ID(tok), "eph-small-lag"); err != nil {
+		t.Fatalf("Extend: %v", err)
+	}
+	if _, err := stale.Extend(t.Context(), tokens.ID(tok), "eph-small-lag"); err != nil {
+		t.Fatalf("Extend through a lagging replica: %v", err)
+	}
+	if runner, err := stale.Consume(t.Context(), tok); err != nil || runner != "eph-small-lag" {
+		t.Fatalf("Consume through a lagging replica = %q, %v; want eph-small-lag, nil", runner, err)
+	}
+	if _, err := fresh.Consume(t.Context(), tok); !errors.Is(err, tokens.ErrUnknownToken) {
+		t.Fatalf("second Consume: got %v, want ErrUnknownToken", err)
+	}
+}
+
+// BenchmarkExtend measures one extension of an idle runner's token (a read
+// and a compare-and-set on the embedded JetStream), what the reconciler
+// spends per idle runner once every half TTL.
+func BenchmarkExtend(b *testing.B) {
+	bb, _ := bustest.Open(b)
+	s, err := tokens.New(b.Context(), tokens.Config{Bus: bb, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := s.Mint(b.Context(), "eph-small-abc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := tokens.ID(tok)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Extend(b.Context(), id, "eph-small-abc"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
