@@ -1,0 +1,374 @@
+package ghbudget
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Bucket is the KV bucket of the budgets.
+const Bucket = "ephemera_github_budget"
+
+// BucketConfig is the bucket's configuration; replicas as the bus's.
+func BucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: Bucket, Description: "ephemera: GitHub request budget per installation", History: 1}
+}
+
+// Config configures a Budget. Zero optional fields take the defaults named.
+type Config struct {
+	KV jetstream.KeyValue // required: the Bucket
+	// Replica names this process in the records. Default: random.
+	Replica string
+
+	// PointsPerMinute per endpoint (default 900) and MaxConcurrent
+	// requests in flight (default 100): GitHub's secondary limits.
+	PointsPerMinute int
+	MaxConcurrent   int
+	// Minute is the window PointsPerMinute is counted over, counted in
+	// Slices slices. Defaults 1m and 60; a harness with a compressed clock
+	// sets a shorter Minute (and labels its figures scaled).
+	Minute time.Duration
+	Slices int
+	// Hour is the primary window assumed once a reset passes, until
+	// GitHub reports the next. Default 1h.
+	Hour time.Duration
+	// Shares: the fraction of PointsPerMinute and MaxConcurrent each
+	// priority may fill. Default 1, 0.9, 0.75, 0.6, 0.5.
+	Shares [numPriorities]float64
+	// PrimaryReserve: the fraction of the primary limit each priority
+	// leaves for the ones before it. Default 0, 0.05, 0.1, 0.15, 0.2.
+	PrimaryReserve [numPriorities]float64
+	// MaxWait: a request whose budget comes back later than this fails at
+	// once with a *LimitedError. Default 2 minutes.
+	MaxWait time.Duration
+	// LeaseTTL: how long a request holds its place in flight unless given
+	// back; a dead replica's places come back after it. Default 1m.
+	LeaseTTL time.Duration
+
+	Log        zerolog.Logger
+	Registerer prometheus.Registerer // nil: a private registry
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultShares and DefaultPrimaryReserve are the defaults of
+// Config.Shares and Config.PrimaryReserve.
+var (
+	DefaultShares         = [numPriorities]float64{1, 0.9, 0.75, 0.6, 0.5}
+	DefaultPrimaryReserve = [numPriorities]float64{0, 0.05, 0.1, 0.15, 0.2}
+)
+
+// LimitedError is Acquire's answer when the budget comes back only after
+// the caller's deadline or MaxWait, or when GitHub answered a request
+// with a rate limit: nothing is asked of GitHub for this request.
+type LimitedError struct {
+	Endpoint string
+	Until    time.Time
+	// On says what is exhausted: "endpoint", "in_flight" or "primary".
+	On string
+}
+
+func (e *LimitedError) Error() string {
+	return fmt.Sprintf("github request budget (%s) of %s exhausted until %s", e.On, e.Endpoint, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Budget is one process's handle on the shared budgets. Create it with
+// New; it is safe for concurrent use.
+type Budget struct {
+	cfg Config
+	m   *metrics
+
+	kvMu  sync.Mutex
+	cache map[string]cached // installation key → last record seen
+
+	mu      sync.Mutex
+	waiters map[*waiter]struct{}
+	changed chan struct{} // closed and replaced when a local wait may end
+}
+
+type cached struct {
+	rec record
+	rev uint64
+}
+
+type waiter struct {
+	prio     Priority
+	endpoint string
+	on       string
+}
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Budget, error) {
+	if cfg.KV == nil {
+		return nil, errors.New("ghbudget: Config.KV is required")
+	}
+	if cfg.Replica == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		cfg.Replica = "replica-" + hex.EncodeToString(b)
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&cfg.PointsPerMinute, 900)
+	defInt(&cfg.MaxConcurrent, 100)
+	defInt(&cfg.Slices, 60)
+	defDur(&cfg.Minute, time.Minute)
+	defDur(&cfg.Hour, time.Hour)
+	defDur(&cfg.MaxWait, 2*time.Minute)
+	defDur(&cfg.LeaseTTL, time.Minute)
+	if cfg.Shares == ([numPriorities]float64{}) {
+		cfg.Shares = DefaultShares
+	}
+	if cfg.PrimaryReserve == ([numPriorities]float64{}) {
+		cfg.PrimaryReserve = DefaultPrimaryReserve
+	}
+	for p := range numPriorities {
+		if s := cfg.Shares[p]; s <= 0 || s > 1 {
+			return nil, fmt.Errorf("ghbudget: share of %s is %v, want within (0, 1]", Priority(p), s)
+		}
+		if r := cfg.PrimaryReserve[p]; r < 0 || r >= 1 {
+			return nil, fmt.Errorf("ghbudget: primary reserve of %s is %v, want within [0, 1)", Priority(p), r)
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Budget{cfg: cfg, m: m, cache: map[string]cached{}, waiters: map[*waiter]struct{}{}, changed: make(chan struct{})}, nil
+}
+
+// Replica is the name this process's requests are leased under.
+func (b *Budget) Replica() string { return b.cfg.Replica }
+
+func (b *Budget) slice(t time.Time) int64 {
+	return t.UnixNano() / int64(b.cfg.Minute/time.Duration(b.cfg.Slices))
+}
+
+func (b *Budget) sliceStart(s int64) time.Time {
+	return time.Unix(0, s*int64(b.cfg.Minute/time.Duration(b.cfg.Slices)))
+}
+
+// Request is one request's claim on an installation's budget.
+type Request struct {
+	// Installation keys the budget: an installation id, "app" for the
+	// App's own calls, "token" for a token.
+	Installation string
+	// Endpoint names the REST endpoint, as precisely as GitHub counts it
+	// or coarser, e.g. "POST generate_jitconfig".
+	Endpoint string
+	Method   string
+	Priority Priority
+}
+
+// Acquire waits until r fits the budget and spends it; the request must
+// then be sent, and Done called with its answer. It fails with ctx's
+// error, with a *LimitedError when the wait would outlast ctx's deadline
+// or MaxWait, or when the budget cannot be read or written.
+func (b *Budget) Acquire(ctx context.Context, r Request) (*Ticket, error) {
+	w := want{endpoint: r.Endpoint, points: Points(r.Method), prio: r.Priority}
+	me := &waiter{prio: r.Priority, endpoint: r.Endpoint}
+	start := time.Now()
+	defer func() {
+		b.leave(me)
+		b.m.wait.WithLabelValues(r.Priority.String()).Observe(time.Since(start).Seconds())
+	}()
+	for {
+		changed := b.gate(me)
+		if changed == nil {
+			v, err := b.tryTake(ctx, r.Installation, w)
+			if err != nil {
+				return nil, err
+			}
+			if v.ok {
+				b.m.inFlight.Inc()
+				return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint}, nil
+			}
+			now := b.cfg.Now()
+			if d, ok := ctx.Deadline(); (ok && v.retry.Sub(now) > time.Until(d)) || v.retry.Sub(now) > b.cfg.MaxWait {
+				return nil, &LimitedError{Endpoint: r.Endpoint, Until: v.retry, On: v.on}
+			}
+			changed = b.wait(me, v.on)
+			timer := time.NewTimer(max(v.retry.Sub(now), time.Millisecond))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, ctx.Err()
+			case <-timer.C:
+			case <-changed:
+				timer.Stop()
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// gate returns nil when no request of higher priority waits here for
+// what me needs (the same endpoint, or a place in flight), else a channel
+// closed when that may have changed.
+func (b *Budget) gate(me *waiter) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for w := range b.waiters {
+		if w != me && w.prio < me.prio && w.on != "" && (w.on == onInFlight || w.on == onPrimary || w.endpoint == me.endpoint) {
+			b.countWaiting(me, "gated")
+			return b.changed
+		}
+	}
+	return nil
+}
+
+// wait records that me waits for on and returns the change channel.
+func (b *Budget) wait(me *waiter, on string) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.countWaiting(me, on)
+	return b.changed
+}
+
+// countWaiting records me as waiting, blocked on on, under b.mu.
+func (b *Budget) countWaiting(me *waiter, on string) {
+	if _, ok := b.waiters[me]; !ok {
+		b.m.waiting.WithLabelValues(me.prio.String()).Inc()
+	}
+	me.on = on
+	b.waiters[me] = struct{}{}
+}
+
+func (b *Budget) leave(me *waiter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.waiters[me]; ok {
+		delete(b.waiters, me)
+		b.m.waiting.WithLabelValues(me.prio.String()).Dec()
+		b.notifyLocked()
+	}
+}
+
+func (b *Budget) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Waiting counts the requests of this process waiting for the budget, by
+// priority.
+func (b *Budget) Waiting() map[Priority]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[Priority]int{}
+	for w := range b.waiters {
+		out[w.prio]++
+	}
+	return out
+}
+
+// tryTake reads the installation's record, decides, and when w fits,
+// writes it back spent, under compare-and-set.
+func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, error) {
+	var v verdict
+	err := b.update(ctx, inst, func(r *record, now time.Time) bool {
+		v = b.decide(r, w, now)
+		if !v.ok {
+			return false
+		}
+		b.take(r, w, now)
+		b.m.used.WithLabelValues(w.endpoint).Set(float64(r.Endpoints[w.endpoint].sum(b.slice(now), b.cfg.Slices+1)))
+		return true
+	})
+	return v, err
+}
+
+// updateAttempts bounds the compare-and-set retries of one update.
+const updateAttempts = 20
+
+// update applies f to the installation's record under compare-and-set,
+// starting from the revision this process last saw; f reports whether it
+// changed the record (nothing is written otherwise).
+func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.Time) bool) error {
+	key := "inst." + keySafe(inst)
+	b.kvMu.Lock()
+	c, known := b.cache[key]
+	b.kvMu.Unlock()
+	fresh := !known
+	for range updateAttempts {
+		if !known {
+			e, err := b.cfg.KV.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				c = cached{}
+			case err != nil:
+				return fmt.Errorf("read github budget %s: %w", inst, err)
+			default:
+				c = cached{rev: e.Revision()}
+				if err := decode(e.Value(), &c.rec); err != nil {
+					return fmt.Errorf("read github budget %s: %w", inst, err)
+				}
+			}
+			known, fresh = true, true
+		}
+		rec := c.rec.clone()
+		if !f(&rec, b.cfg.Now()) {
+			if !fresh {
+				// Said no on what this process last wrote: others may
+				// have given back since. Read again.
+				known = false
+				continue
+			}
+			b.remember(key, c)
+			return nil
+		}
+		val, err := encode(rec)
+		if err != nil {
+			return err
+		}
+		var rev uint64
+		if c.rev == 0 {
+			rev, err = b.cfg.KV.Create(ctx, key, val)
+		} else {
+			rev, err = b.cfg.KV.Update(ctx, key, val, c.rev)
+		}
+		if err == nil {
+			b.remember(key, cached{rec: rec, rev: rev})
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		known, fresh = false, false // someone else wrote: read again
+	}
+	return fmt.Errorf("write github budget %s: %d conflicting writes in a row", inst, updateAttempts)
+}
+
+func (b *Budget) remember(key string, c cached) {
+	b.kvMu.Lock()
+	if old, ok := b.cache[key]; !ok || c.rev >= old.rev {
+		b.cache[key] = c
+	}
+	b.kvMu.Unlock()
+}
