@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -89,7 +90,10 @@ type Budget struct {
 	kvMu  sync.Mutex
 	cache map[string]cached // installation key → last record seen
 
+	turn sync.Mutex // one KV round trip of this process at a time
+
 	mu      sync.Mutex
+	seq     uint64
 	waiters map[*waiter]struct{}
 	changed chan struct{} // closed and replaced when a local wait may end
 }
@@ -102,7 +106,9 @@ type cached struct {
 type waiter struct {
 	prio     Priority
 	endpoint string
-	on       string
+	seq      uint64
+	on       string // what it waits for, once it asked
+	waiting  bool   // it had to wait (counted in the gauge)
 }
 
 // New checks cfg and fills defaults.
@@ -186,89 +192,117 @@ type Request struct {
 // then be sent, and Done called with its answer. It fails with ctx's
 // error, with a *LimitedError when the wait would outlast ctx's deadline
 // or MaxWait, or when the budget cannot be read or written.
+//
+// Within a process requests queue by priority, then arrival: only the
+// first in line for an endpoint (or for a place in flight) asks the
+// shared record, so that a crowd of waiters costs one KV round trip per
+// admission, not one per waiter.
 func (b *Budget) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 	w := want{endpoint: r.Endpoint, points: Points(r.Method), prio: r.Priority}
-	me := &waiter{prio: r.Priority, endpoint: r.Endpoint}
+	me := b.join(r)
 	start := time.Now()
 	defer func() {
 		b.leave(me)
 		b.m.wait.WithLabelValues(r.Priority.String()).Observe(time.Since(start).Seconds())
 	}()
 	for {
-		changed := b.gate(me)
-		if changed == nil {
-			v, err := b.tryTake(ctx, r.Installation, w)
-			if err != nil {
-				return nil, err
-			}
-			if v.ok {
-				b.m.inFlight.Inc()
-				return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint}, nil
-			}
-			now := b.cfg.Now()
-			if d, ok := ctx.Deadline(); (ok && v.retry.Sub(now) > time.Until(d)) || v.retry.Sub(now) > b.cfg.MaxWait {
-				return nil, &LimitedError{Endpoint: r.Endpoint, Until: v.retry, On: v.on}
-			}
-			changed = b.wait(me, v.on)
-			timer := time.NewTimer(max(v.retry.Sub(now), time.Millisecond))
+		changed, first := b.gate(me)
+		if !first {
 			select {
 			case <-ctx.Done():
-				timer.Stop()
 				return nil, ctx.Err()
-			case <-timer.C:
 			case <-changed:
-				timer.Stop()
 			}
 			continue
 		}
+		b.turn.Lock()
+		v, err := b.tryTake(ctx, r.Installation, w)
+		b.turn.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if v.ok {
+			b.m.inFlight.Inc()
+			return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint}, nil
+		}
+		now := b.cfg.Now()
+		if d, ok := ctx.Deadline(); (ok && v.retry.Sub(now) > time.Until(d)) || v.retry.Sub(now) > b.cfg.MaxWait {
+			return nil, &LimitedError{Endpoint: r.Endpoint, Until: v.retry, On: v.on}
+		}
+		changed = b.blockedOn(me, v.on)
+		timer := time.NewTimer(max(v.retry.Sub(now), time.Millisecond))
+		if v.on != onInFlight {
+			changed = nil // only a place given back here ends this wait early
+		}
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil, ctx.Err()
+		case <-timer.C:
 		case <-changed:
+			timer.Stop()
 		}
 	}
 }
 
-// gate returns nil when no request of higher priority waits here for
-// what me needs (the same endpoint, or a place in flight), else a channel
-// closed when that may have changed.
-func (b *Budget) gate(me *waiter) <-chan struct{} {
+// join puts a request in this process's line.
+func (b *Budget) join(r Request) *waiter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	me := &waiter{prio: r.Priority, endpoint: r.Endpoint, seq: b.seq}
+	b.waiters[me] = struct{}{}
+	return me
+}
+
+// ahead reports whether w goes before me.
+func (w *waiter) ahead(me *waiter) bool {
+	return w.prio < me.prio || (w.prio == me.prio && w.seq < me.seq)
+}
+
+// gate reports whether me is first in line for what it needs: no request
+// ahead of it waits for the same endpoint, nor for a place in flight or
+// the primary budget. It returns the channel closed when the line moves.
+func (b *Budget) gate(me *waiter) (<-chan struct{}, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for w := range b.waiters {
-		if w != me && w.prio < me.prio && w.on != "" && (w.on == onInFlight || w.on == onPrimary || w.endpoint == me.endpoint) {
-			b.countWaiting(me, "gated")
-			return b.changed
+		if w != me && w.ahead(me) && (w.endpoint == me.endpoint || w.on == onInFlight || w.on == onPrimary) {
+			b.setWaiting(me, true)
+			return b.changed, false
 		}
 	}
-	return nil
+	return b.changed, true
 }
 
-// wait records that me waits for on and returns the change channel.
-func (b *Budget) wait(me *waiter, on string) <-chan struct{} {
+// blockedOn records that me, first in line, waits for on.
+func (b *Budget) blockedOn(me *waiter, on string) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.countWaiting(me, on)
+	me.on = on
+	b.setWaiting(me, true)
 	return b.changed
 }
 
-// countWaiting records me as waiting, blocked on on, under b.mu.
-func (b *Budget) countWaiting(me *waiter, on string) {
-	if _, ok := b.waiters[me]; !ok {
-		b.m.waiting.WithLabelValues(me.prio.String()).Inc()
+// setWaiting counts me in the waiting gauge once it has had to wait.
+func (b *Budget) setWaiting(me *waiter, waiting bool) {
+	if me.waiting == waiting {
+		return
 	}
-	me.on = on
-	b.waiters[me] = struct{}{}
+	me.waiting = waiting
+	if waiting {
+		b.m.waiting.WithLabelValues(me.prio.String()).Inc()
+	} else {
+		b.m.waiting.WithLabelValues(me.prio.String()).Dec()
+	}
 }
 
 func (b *Budget) leave(me *waiter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.waiters[me]; ok {
-		delete(b.waiters, me)
-		b.m.waiting.WithLabelValues(me.prio.String()).Dec()
-		b.notifyLocked()
-	}
+	delete(b.waiters, me)
+	b.setWaiting(me, false)
+	b.notifyLocked()
 }
 
 func (b *Budget) notifyLocked() {
@@ -283,7 +317,9 @@ func (b *Budget) Waiting() map[Priority]int {
 	defer b.mu.Unlock()
 	out := map[Priority]int{}
 	for w := range b.waiters {
-		out[w.prio]++
+		if w.waiting {
+			out[w.prio]++
+		}
 	}
 	return out
 }
@@ -295,6 +331,19 @@ func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, err
 	err := b.update(ctx, inst, func(r *record, now time.Time) bool {
 		v = b.decide(r, w, now)
 		if !v.ok {
+			if w.prio != Registration || v.on != onEndpoint {
+				return false
+			}
+			// A waiting job's registration: keep lower priorities on
+			// every process off this endpoint until it has gone.
+			until := v.retry.Add(b.cfg.Minute / time.Duration(b.cfg.Slices) * 2)
+			if r.Demand[w.endpoint].Before(until) {
+				if r.Demand == nil {
+					r.Demand = map[string]time.Time{}
+				}
+				r.Demand[w.endpoint] = until
+				return true
+			}
 			return false
 		}
 		b.take(r, w, now)
@@ -305,9 +354,10 @@ func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, err
 }
 
 // updateAttempts bounds the compare-and-set retries of one update.
-const updateAttempts = 20
+const updateAttempts = 50
 
-// update applies f to the installation's record under compare-and-set,
+// update applies f to the installation's record under compare-and-set
+// (the caller holds b.turn),
 // starting from the revision this process last saw; f reports whether it
 // changed the record (nothing is written otherwise).
 func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.Time) bool) error {
@@ -361,6 +411,12 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			return ctx.Err()
 		}
 		known, fresh = false, false // someone else wrote: read again
+		// Let the writer that won finish its round before trying again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(mrand.Int64N(int64(2 * time.Millisecond)))):
+		}
 	}
 	return fmt.Errorf("write github budget %s: %d conflicting writes in a row", inst, updateAttempts)
 }

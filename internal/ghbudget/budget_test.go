@@ -209,6 +209,7 @@ func TestAWaitingRegistrationGoesBeforeHousekeepingThatWaitedLonger(t *testing.T
 		c.PointsPerMinute = 5
 		c.Shares = [numPriorities]float64{1, 1, 1, 1, 1}
 		c.MaxWait = 24 * time.Hour
+		c.Minute = 60 * time.Millisecond // the first in line asks again every millisecond
 	})
 	b := bs[0]
 	if _, err := b.Acquire(t.Context(), reg(Registration)); err != nil {
@@ -227,12 +228,7 @@ func TestAWaitingRegistrationGoesBeforeHousekeepingThatWaitedLonger(t *testing.T
 	}
 	start(Cleanup)
 	start(Registration)
-	next := func() {
-		clk.Add(2 * time.Hour)
-		b.mu.Lock()
-		b.notifyLocked()
-		b.mu.Unlock()
-	}
+	next := func() { clk.Add(time.Second) }
 	next()
 	if p := <-order; p != Registration {
 		t.Fatalf("first admitted: %s, want the registration", p)

@@ -13,6 +13,9 @@ type record struct {
 	InFlight map[string]lease `json:"in_flight,omitempty"`
 	// Backoff: endpoint → until when GitHub asked it to wait.
 	Backoff map[string]time.Time `json:"backoff,omitempty"`
+	// Demand: endpoint → until when a registration for a waiting job
+	// waits for it on some process; lower priorities keep off it.
+	Demand map[string]time.Time `json:"demand,omitempty"`
 }
 
 // primary is the primary budget as GitHub last reported it, less what was
@@ -123,6 +126,9 @@ func (b *Budget) decide(r *record, w want, now time.Time) verdict {
 		}
 	}
 	cur := b.slice(now)
+	if until, ok := r.Demand[w.endpoint]; ok && w.prio > Registration && now.Before(until) {
+		return verdict{retry: until, on: onEndpoint}
+	}
 	if r.inFlight(now)+1 > share(c.MaxConcurrent, c.Shares[w.prio]) {
 		return verdict{retry: b.sliceStart(cur + 1), on: onInFlight}
 	}
@@ -182,6 +188,11 @@ func (r *record) prune(now time.Time, cur int64, n int) {
 	for k, until := range r.Backoff {
 		if !now.Before(until) {
 			delete(r.Backoff, k)
+		}
+	}
+	for k, until := range r.Demand {
+		if !now.Before(until) {
+			delete(r.Demand, k)
 		}
 	}
 	for k, w := range r.Endpoints {

@@ -39,6 +39,7 @@ func (r record) clone() record {
 	}
 	out.InFlight = maps.Clone(r.InFlight)
 	out.Backoff = maps.Clone(r.Backoff)
+	out.Demand = maps.Clone(r.Demand)
 	return out
 }
 

@@ -33,11 +33,13 @@ func (t *Ticket) Done(ctx context.Context, resp *http.Response) error {
 	// Written even when ctx ended: the place must come back.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	b.turn.Lock()
 	err := b.update(wctx, t.inst, func(r *record, now time.Time) bool {
 		b.lease(r, now, -1)
 		obs.apply(r)
 		return true
 	})
+	b.turn.Unlock()
 	if err != nil {
 		b.cfg.Log.Warn().Err(err).Str("installation", t.inst).Msg("give back a github budget place; it comes back when its lease ends")
 	}
