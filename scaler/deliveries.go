@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -138,7 +139,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 		if g.pending || now.Sub(g.lastAttemptAt) < s.cfg.Interval<<redeliveries {
 			continue
 		}
-		if err := hd.RedeliverHook(ctx, g.lastFailedID); err != nil {
+		if err := hd.RedeliverHook(ghbudget.WithPriority(ctx, ghbudget.Cleanup), g.lastFailedID); err != nil {
 			s.log.Warn().Err(err).Str(logkey.Delivery, guid).Msg("redeliver failed webhook")
 			continue
 		}

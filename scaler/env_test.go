@@ -107,7 +107,7 @@ func (e *env) config(mods ...func(*scaler.Config)) scaler.Config {
 		Pools: e.pools, JetStream: e.bus.JS, Provisioner: e.prov, GitHub: e.gh, Tokens: e.tokens,
 		Interval: 200 * time.Millisecond, BootstrapTimeout: 3 * time.Second, IdleGrace: 300 * time.Millisecond,
 		ProvisionTimeout: 3 * time.Second, AckWait: 2 * time.Second, CapacityRetry: 100 * time.Millisecond,
-		ShutdownGrace: time.Second, JITPerSecond: -1, Log: testLog(e.t),
+		ShutdownGrace: time.Second, Log: testLog(e.t),
 	}
 	for _, m := range mods {
 		m(&cfg)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -62,7 +63,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		if err == nil {
 			return
 		}
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		uctx, ucancel := context.WithTimeout(ghbudget.WithPriority(context.WithoutCancel(ctx), ghbudget.Cleanup), undoTimeout)
 		defer ucancel()
 		for i := len(undo) - 1; i >= 0; i-- {
 			uerr := undo[i](uctx)
@@ -101,13 +102,16 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 	if err != nil {
 		return fmt.Errorf("mint policy token for %s: %w", r.name, err)
 	}
-	if err := s.jit.wait(ctx); err != nil {
-		return fmt.Errorf("wait for jit registration: %w", err)
-	}
 	if err := s.fence(ctx, r, slot); err != nil {
 		return err
 	}
-	reg, err := s.register(ctx, Registration{Name: r.name, Labels: r.pool.Labels, InstallationID: r.inst})
+	// A waiting job's registration goes first in the GitHub budget
+	// shared by every replica; a buffer runner's after policy checks.
+	prio := ghbudget.TopUp
+	if r.jobID != 0 {
+		prio = ghbudget.Registration
+	}
+	reg, err := s.register(ghbudget.WithPriority(ctx, prio), Registration{Name: r.name, Labels: r.pool.Labels, InstallationID: r.inst})
 	if err != nil {
 		return fmt.Errorf("register runner %s: %w", r.name, err)
 	}
