@@ -102,6 +102,11 @@ type Scaler struct {
 	auto  autoIdle // the leader's min_idle: auto samples (autoidleleader.go)
 
 	sweepReq chan string // pools to sweep soon
+
+	// The leader's delivery-log reads (deliveries.go); only the lead
+	// loop touches them.
+	deliveryPass       int
+	deliveryUnresolved bool
 }
 
 // New checks cfg, fills defaults, and creates the KV buckets and the
