@@ -159,8 +159,11 @@
 // # GitHub requests
 //
 // At steady state a job costs one JIT registration; reconciles add one
-// runner list and one delivery-log page per interval, whatever the number
-// of jobs, and job reads only for jobs that look stuck. Removals happen
+// runner list per interval and one delivery-log page every fourth
+// interval (every interval while a failed delivery is unresolved: see
+// deliveries.go for the bound), whatever the number of jobs, and job
+// reads only for jobs that look stuck. BenchmarkGitHubSpendPerJob counts
+// them in one fixed scenario. Removals happen
 // only for surplus or broken runners (GitHub removes an ephemeral runner
 // after its job itself). Every request is admitted by the GitHub budget
 // that all replicas and the policy service share (internal/ghbudget,

@@ -125,7 +125,6 @@ func TestStatusReadsPoolsFromNATS(t *testing.T) {
 	}
 }
 
-<<<<<<< HEAD
 func TestConfigCheckWarnsOfAVirtualMachinePoolOnDirStorage(t *testing.T) {
 	lxdtest.Require(t)
 	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value-0123456789abcdef")
@@ -154,7 +153,9 @@ func TestConfigCheckWarnsOfAVirtualMachinePoolOnDirStorage(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", errb.String(), tc.want)
 			}
 		})
-=======
+	}
+}
+
 func TestStatusShowsTheGitHubBudgetInUse(t *testing.T) {
 	b, srv := bustest.Open(t)
 	kv, err := b.KeyValue(t.Context(), ghbudget.BucketConfig())
@@ -187,6 +188,5 @@ func TestStatusShowsTheGitHubBudgetInUse(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}
->>>>>>> 4c35918 (serve: one GitHub budget per process on the shared bucket, github.budget.{points_per_minute,max_concurrent,max_wait} validated; ephemera status shows each installation's budget in use and the queue behind it; the scaler tests run under a budget as production does)
 	}
 }
