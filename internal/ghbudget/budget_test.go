@@ -284,3 +284,25 @@ func answer(status, limit, remaining int, reset time.Time, retryAfter string) *h
 	}
 	return &http.Response{StatusCode: status, Header: h}
 }
+
+// An answer about a window that ends sooner (a short wait GitHub asked
+// for) does not carry its exhaustion into the later window already known.
+func TestAnExhaustedShortWindowDoesNotExhaustTheHour(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 10000 })
+	done := func(resp *http.Response) {
+		t.Helper()
+		tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = tk.Done(t.Context(), resp)
+	}
+	done(answer(http.StatusCreated, 5000, 4990, clk.Now().Add(time.Hour), ""))
+	done(answer(http.StatusForbidden, 5000, 0, clk.Now().Add(2*time.Second), ""))
+	_, err := bs[0].Acquire(t.Context(), reg(Registration))
+	limitedOn(t, err, onPrimary)
+	clk.Add(3 * time.Second)
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("after the short window: %v", err)
+	}
+}

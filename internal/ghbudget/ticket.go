@@ -87,8 +87,9 @@ func (o observation) apply(r *record) {
 	if o.limit > 0 {
 		p := &r.Primary
 		switch {
-		case p.Limit == 0 || o.reset.After(p.Reset.Add(time.Second)):
-			// The first report, or a new hour.
+		case p.Limit == 0 || o.reset.Sub(p.Reset).Abs() > time.Second:
+			// The first report, or another window (a new hour, or one
+			// GitHub says ends sooner): the answer's window is the truth.
 			p.Limit, p.Remaining, p.Reset = o.limit, o.remaining, o.reset
 		default:
 			// Requests in flight are counted here already and maybe not
