@@ -151,7 +151,11 @@ func TestABurstOfJobsUnderTheSharedBudgetMeetsNoRateLimitAndIsNotStarvedByHousek
 // scenario above is one where the budget is what keeps GitHub quiet.
 func TestTheSameBurstWithoutTheBudgetTripsTheLimits(t *testing.T) {
 	fake := startFake(t)
-	fake.SetLimits(scaledLimits())
+	// Tighter still, so that no machine is slow enough to stay under it:
+	// 5 registrations in a 10 s minute.
+	l := scaledLimits()
+	l.TimeScale, l.PointsPerMinute = 6, 25
+	fake.SetLimits(l)
 	errs := burst(t, replicas(t, fake, 3, false), 200)
 	if a := fake.RateLimitAnswers(); a.Total() == 0 {
 		t.Errorf("no rate-limit answers without the budget (%d registrations failed)", len(errs))

@@ -87,8 +87,9 @@ type Budget struct {
 	cfg Config
 	m   *metrics
 
-	kvMu  sync.Mutex
-	cache map[string]cached // installation key → last record seen
+	kvMu    sync.Mutex
+	cache   map[string]cached  // installation key → last record seen
+	pending map[string]pending // installation key → not written yet
 
 	turn sync.Mutex // one KV round trip of this process at a time
 
@@ -162,7 +163,7 @@ func New(cfg Config) (*Budget, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Budget{cfg: cfg, m: m, cache: map[string]cached{}, waiters: map[*waiter]struct{}{}, changed: make(chan struct{})}, nil
+	return &Budget{cfg: cfg, m: m, cache: map[string]cached{}, pending: map[string]pending{}, waiters: map[*waiter]struct{}{}, changed: make(chan struct{})}, nil
 }
 
 // Replica is the name this process's requests are leased under.
@@ -328,11 +329,13 @@ func (b *Budget) Waiting() map[Priority]int {
 // writes it back spent, under compare-and-set.
 func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, error) {
 	var v verdict
+	pend := b.takePending(inst)
 	err := b.update(ctx, inst, func(r *record, now time.Time) bool {
+		flushed := pend.apply(b, r, now)
 		v = b.decide(r, w, now)
 		if !v.ok {
 			if w.prio != Registration || v.on != onEndpoint {
-				return false
+				return flushed
 			}
 			// A waiting job's registration: keep lower priorities on
 			// every process off this endpoint until it has gone.
@@ -344,13 +347,72 @@ func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, err
 				r.Demand[w.endpoint] = until
 				return true
 			}
-			return false
+			return flushed
 		}
 		b.take(r, w, now)
 		b.m.used.WithLabelValues(w.endpoint).Set(float64(r.Endpoints[w.endpoint].sum(b.slice(now), b.cfg.Slices+1)))
 		return true
 	})
+	if err != nil {
+		b.restorePending(inst, pend) // not written: the next write takes it
+	}
+	if !pend.empty() && v.ok {
+		b.mu.Lock()
+		b.notifyLocked()
+		b.mu.Unlock()
+	}
 	return v, err
+}
+
+// pending is what finished requests of this process have not written
+// yet: places to give back and what their answers said. It rides on the
+// next write, so that a request costs one KV write, not two, while the
+// process is busy.
+type pending struct {
+	released int
+	obs      []observation
+}
+
+func (p pending) empty() bool { return p.released == 0 && len(p.obs) == 0 }
+
+// apply writes p into r and reports whether it changed anything.
+func (p pending) apply(b *Budget, r *record, now time.Time) bool {
+	if p.empty() {
+		return false
+	}
+	b.lease(r, now, -p.released)
+	for _, o := range p.obs {
+		o.apply(r)
+	}
+	return true
+}
+
+func (b *Budget) addPending(inst string, o observation) {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	p := b.pending[inst]
+	p.released++
+	if o.limit > 0 || o.limited != nil {
+		p.obs = append(p.obs, o)
+	}
+	b.pending[inst] = p
+}
+
+func (b *Budget) takePending(inst string) pending {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	p := b.pending[inst]
+	delete(b.pending, inst)
+	return p
+}
+
+func (b *Budget) restorePending(inst string, p pending) {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	q := b.pending[inst]
+	q.released += p.released
+	q.obs = append(p.obs, q.obs...)
+	b.pending[inst] = q
 }
 
 // updateAttempts bounds the compare-and-set retries of one update.

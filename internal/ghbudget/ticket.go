@@ -30,18 +30,30 @@ func (t *Ticket) Done(ctx context.Context, resp *http.Response) error {
 	if obs.limited != nil {
 		b.m.limited.WithLabelValues(t.endpoint).Inc()
 	}
-	// Written even when ctx ended: the place must come back.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	b.turn.Lock()
-	err := b.update(wctx, t.inst, func(r *record, now time.Time) bool {
-		b.lease(r, now, -1)
-		obs.apply(r)
-		return true
-	})
-	b.turn.Unlock()
-	if err != nil {
-		b.cfg.Log.Warn().Err(err).Str("installation", t.inst).Msg("give back a github budget place; it comes back when its lease ends")
+	// A rate limit is written at once; otherwise, while another request
+	// of this process talks to KV, the place and the answer ride on its
+	// write.
+	if obs.limited == nil && !b.turn.TryLock() {
+		b.addPending(t.inst, obs)
+	} else {
+		if obs.limited != nil {
+			b.turn.Lock()
+		}
+		// Written even when ctx ended: the place must come back.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		pend := b.takePending(t.inst)
+		err := b.update(wctx, t.inst, func(r *record, now time.Time) bool {
+			pend.apply(b, r, now)
+			b.lease(r, now, -1)
+			obs.apply(r)
+			return true
+		})
+		cancel()
+		b.turn.Unlock()
+		if err != nil {
+			b.restorePending(t.inst, pend)
+			b.cfg.Log.Warn().Err(err).Str("installation", t.inst).Msg("give back a github budget place; it comes back when its lease ends")
+		}
 	}
 	b.mu.Lock()
 	b.notifyLocked()
