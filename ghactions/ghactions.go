@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -93,13 +94,16 @@ func (g *Client) client(inst int64) (*github.Client, error) {
 }
 
 // rateLimited adds a *scaler.RateLimitedError saying until when to wait to
-// a rate-limit error: ghclient's guard refusing to ask GitHub while GitHub
-// said to wait, or go-github's own (it refuses, without asking GitHub,
+// a rate-limit error: the shared budget's (ghbudget) when the wait is too
+// long or GitHub said to wait, ghclient's guard refusing to ask GitHub
+// while GitHub said to wait, or go-github's own (it refuses, without asking GitHub,
 // until a primary limit's reset), so that jobs wait as long as needed.
 func rateLimited(err error) error {
 	var until time.Time
 	if rl, ok := errors.AsType[*ghclient.RateLimitedError](err); ok {
 		until = rl.Until
+	} else if le, ok := errors.AsType[*ghbudget.LimitedError](err); ok {
+		until = le.Until
 	} else if rl, ok := errors.AsType[*github.RateLimitError](err); ok {
 		until = rl.Rate.Reset.Time
 	} else if ab, ok := errors.AsType[*github.AbuseRateLimitError](err); ok && ab.RetryAfter != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 )
 
 // Outcome is the result of a check or of a whole check-run.
@@ -67,6 +69,9 @@ func (c *checker) rule(name string) check {
 // run runs section's enabled rules in order; the first that does not pass
 // decides.
 func (c *checker) run(ctx context.Context, doc Document, section string, in checkInput) Decision {
+	// A runner waits for this answer: its GitHub calls come right after
+	// a waiting job's registration in the shared budget.
+	ctx = ghbudget.WithPriority(ctx, ghbudget.Policy)
 	for _, name := range schema[section] {
 		if !doc.Enabled(section, name) {
 			continue

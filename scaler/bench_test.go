@@ -79,7 +79,6 @@ func BenchmarkQueuedToCreate(b *testing.B) {
 				e.start(e.config(func(c *scaler.Config) {
 					c.Provisioner = sp
 					c.Tokens = store
-					c.JITPerSecond, c.JITBurst = 0, 0 // the defaults: 3/s, burst 10
 					c.Interval = time.Hour
 					c.ProvisionTimeout = time.Minute
 					c.AckWait = 30 * time.Second
@@ -148,7 +147,6 @@ func BenchmarkGitHubRequestsPerJob(b *testing.B) {
 			c.Interval = 30 * time.Second / compress
 			c.IdleGrace = 2 * time.Minute / compress
 			c.BootstrapTimeout = 10 * time.Minute / compress
-			c.JITPerSecond = -1
 		}))
 		waitFor(b, time.Minute, "50 idle runners", func() bool { return e.idle() == idle })
 		time.Sleep(time.Second)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -18,6 +19,14 @@ import (
 // out. The cursor stays below the oldest GUID still unresolved, so
 // nothing is skipped, and moves past every GUID that succeeded or was
 // given up.
+//
+// The log costs a page per read whether anything failed or not, so the
+// leader reads it every deliveryEvery-th reconcile pass (the first after
+// taking the lease included), and at every pass while the last read left
+// a failed delivery unresolved. The bound: a webhook lost while every
+// read came back clean is found within deliveryEvery intervals (2 min at
+// the default 30 s), then redelivered on the schedule above; the
+// reconciler's own job checks (stuck claims) do not wait for it.
 
 // HookDeliveries is the App webhook delivery log. A GitHub that also
 // implements it gets failed deliveries redelivered.
@@ -51,6 +60,10 @@ type deliveryCursor struct {
 // maxDeliveryPages bounds one pass over the delivery log.
 const maxDeliveryPages = 20
 
+// deliveryEvery: the delivery log is read every this many passes while
+// nothing is unresolved.
+const deliveryEvery = 4
+
 // maxRedeliveries bounds the redeliveries of one delivery GUID.
 const maxRedeliveries = 3
 
@@ -67,6 +80,11 @@ type guidLog struct {
 func (s *Scaler) redeliverFailed(ctx context.Context) {
 	hd, ok := s.cfg.GitHub.(HookDeliveries)
 	if !ok {
+		return
+	}
+	pass := s.deliveryPass
+	s.deliveryPass++
+	if pass%deliveryEvery != 0 && !s.deliveryUnresolved {
 		return
 	}
 	cur, err := get[deliveryCursor](ctx, s.kv.meta, cursorKey)
@@ -121,6 +139,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 		page = next
 	}
 	newLast := maxID
+	s.deliveryUnresolved = false
 	now := s.now()
 	for _, guid := range order {
 		g := guids[guid]
@@ -135,10 +154,11 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 			continue
 		}
 		newLast = min(newLast, g.firstID-1) // unresolved: read it again next time
+		s.deliveryUnresolved = true
 		if g.pending || now.Sub(g.lastAttemptAt) < s.cfg.Interval<<redeliveries {
 			continue
 		}
-		if err := hd.RedeliverHook(ctx, g.lastFailedID); err != nil {
+		if err := hd.RedeliverHook(ghbudget.WithPriority(ctx, ghbudget.Cleanup), g.lastFailedID); err != nil {
 			s.log.Warn().Err(err).Str(logkey.Delivery, guid).Msg("redeliver failed webhook")
 			continue
 		}

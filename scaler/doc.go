@@ -171,10 +171,16 @@
 // # GitHub requests
 //
 // At steady state a job costs one JIT registration; reconciles add one
-// runner list and one delivery-log page per interval, whatever the number
-// of jobs, and job reads only for jobs that look stuck. Removals happen
+// runner list per interval and one delivery-log page every fourth
+// interval (every interval while a failed delivery is unresolved: see
+// deliveries.go for the bound), whatever the number of jobs, and job
+// reads only for jobs that look stuck. BenchmarkGitHubSpendPerJob counts
+// them in one fixed scenario. Removals happen
 // only for surplus or broken runners (GitHub removes an ephemeral runner
-// after its job itself). JIT registrations are spaced by a token bucket
-// per replica (JITPerSecond, default 3/s: GitHub tops out near that per
-// App).
+// after its job itself). Every request is admitted by the GitHub budget
+// that all replicas and the policy service share (internal/ghbudget,
+// below the GitHub implementation): the scaler only says, on each call's
+// context, what it is for — a waiting job's registration first, then a
+// buffer runner's (TopUp), then reads (Listing), then removals and
+// redeliveries (Cleanup).
 package scaler

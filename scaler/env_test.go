@@ -22,6 +22,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/scaler"
@@ -73,9 +74,20 @@ func newEnv(t testing.TB, pools ...config.Pool) *env {
 	}
 	t.Cleanup(fake.Close)
 	e := &env{t: t, srv: srv, bus: b, fake: fake, tokens: &scalertest.Minter{}, pools: pools, reg: prometheus.NewRegistry()}
+	// The GitHub budget as in production, shared by the replicas, with
+	// room for test speed in points but few requests in flight: a burst
+	// queues in it instead of swamping the stand-in.
+	kv, err := b.KeyValue(t.Context(), ghbudget.BucketConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget, err := ghbudget.New(ghbudget.Config{KV: kv, PointsPerMinute: 1_000_000, MaxConcurrent: 8, Registerer: e.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.clients, err = ghclient.New(ghclient.Config{
 		APIURL: fake.URL, AppID: 1, PrivateKey: appKey(t), InstallationID: 1, Timeout: time.Second,
-		Registerer: e.reg, Log: zerolog.Nop(),
+		Budget: budget, Registerer: e.reg, Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +119,7 @@ func (e *env) config(mods ...func(*scaler.Config)) scaler.Config {
 		Pools: e.pools, JetStream: e.bus.JS, Provisioner: e.prov, GitHub: e.gh, Tokens: e.tokens,
 		Interval: 200 * time.Millisecond, BootstrapTimeout: 3 * time.Second, IdleGrace: 300 * time.Millisecond,
 		ProvisionTimeout: 3 * time.Second, AckWait: 2 * time.Second, CapacityRetry: 100 * time.Millisecond,
-		ShutdownGrace: time.Second, JITPerSecond: -1, Log: testLog(e.t),
+		ShutdownGrace: time.Second, Log: testLog(e.t),
 	}
 	for _, m := range mods {
 		m(&cfg)

@@ -106,6 +106,9 @@ func (s *Scaler) lead(ctx context.Context) error {
 			lastLook = s.now()
 			lost, alive = s.replicaLost(ctx, alive)
 		}
+		if held && !was {
+			s.deliveryPass = 0 // a new leader reads the delivery log at once
+		}
 		if held && (!was || lost || s.now().Sub(last) >= s.cfg.Interval) {
 			last = s.now()
 			s.reconcile(ctx)

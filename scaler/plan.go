@@ -280,6 +280,11 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		provisioning++
 		if e.Val.JobID == 0 {
 			provisioningBuffer++
+		} else if c, ok := w.claims[jobKey(e.Val.JobID)]; ok && !c.Val.waiting() {
+			// Its job went to another (idle) runner: this one will be
+			// idle. A buffer runner started now would be trimmed later —
+			// a registration and a removal spent for nothing.
+			provisioningBuffer++
 		}
 	}
 	if w.ghOK {

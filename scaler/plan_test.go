@@ -259,6 +259,20 @@ func TestPlanPerPool(t *testing.T) {
 			want: func(now time.Time) []action { return []action{status(now, 0, 0, 2, 0), topUp(0)} },
 		},
 		{
+			name: "a job-bound runner being provisioned without an instance yet counts toward the buffer once its job went to another runner",
+			world: func(now time.Time) worldOf {
+				a, b := started("eph-small-a", now), started("eph-small-b", now)
+				a.State, a.Deadline, a.JobID = runnerProvisioning, now.Add(time.Minute), 1
+				b.State, b.Deadline, b.JobID = runnerProvisioning, now.Add(time.Minute), 2
+				return worldOf{recs: []runnerRec{a, b},
+					claims: []claimRec{{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-a"}, {JobID: 2, Pool: "small", State: claimClaimed, Runner: "eph-small-b", Started: true}}}
+			},
+			// min_idle 1: job 2 started elsewhere, so its runner will be
+			// the idle one; no top-up (a buffer runner now would be
+			// trimmed later, a registration and a removal for nothing).
+			want: func(now time.Time) []action { return []action{status(now, 0, 0, 2, 0), topUp(0)} },
+		},
+		{
 			name: "a buffer runner being provisioned without an instance yet counts as provisioning and toward the buffer",
 			world: func(now time.Time) worldOf {
 				r := started("eph-small-a", now)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/internal/tokens"
 )
@@ -63,7 +64,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		if err == nil {
 			return
 		}
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		uctx, ucancel := context.WithTimeout(ghbudget.WithPriority(context.WithoutCancel(ctx), ghbudget.Cleanup), undoTimeout)
 		defer ucancel()
 		for i := len(undo) - 1; i >= 0; i-- {
 			uerr := undo[i](uctx)
@@ -106,14 +107,16 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		return err
 	}
 	undo = append(undo, func(ctx context.Context) error { return s.kv.runners.forget(ctx, r.name) })
-
-	if err := s.jit.wait(ctx); err != nil {
-		return fmt.Errorf("wait for jit registration: %w", err)
-	}
 	if err := s.fence(ctx, r, slot); err != nil {
 		return err
 	}
-	reg, err := s.register(ctx, Registration{Name: r.name, Labels: r.pool.Labels, InstallationID: r.inst})
+	// A waiting job's registration goes first in the GitHub budget
+	// shared by every replica; a buffer runner's after policy checks.
+	prio := ghbudget.TopUp
+	if r.jobID != 0 {
+		prio = ghbudget.Registration
+	}
+	reg, err := s.register(ghbudget.WithPriority(ctx, prio), Registration{Name: r.name, Labels: r.pool.Labels, InstallationID: r.inst})
 	if err != nil {
 		return fmt.Errorf("register runner %s: %w", r.name, err)
 	}

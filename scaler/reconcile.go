@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/internal/tokens"
 )
@@ -17,6 +18,9 @@ import (
 // redelivers failed webhooks. Every action is logged with its reason and
 // counted.
 func (s *Scaler) reconcile(ctx context.Context) {
+	// Reads are Listing in the shared GitHub budget; removals and
+	// redeliveries say Cleanup, registrations their own.
+	ctx = ghbudget.WithPriority(ctx, ghbudget.Listing)
 	start := s.now()
 	s.ensureNetworkGuard(ctx)
 	w, err := s.observe(ctx)
@@ -173,7 +177,7 @@ func (s *Scaler) removeOrphan(ctx context.Context, w *world, a action, log zerol
 	if err != nil || !s.planner().orphanConfirmed(e, w.listedAt) {
 		return
 	}
-	err = s.cfg.GitHub.RemoveRunner(ctx, e.Val.InstallationID, a.GitHubID)
+	err = s.cfg.GitHub.RemoveRunner(ghbudget.WithPriority(ctx, ghbudget.Cleanup), e.Val.InstallationID, a.GitHubID)
 	switch {
 	case errors.Is(err, ErrRunnerBusy):
 	case err != nil:
@@ -203,7 +207,7 @@ func (s *Scaler) trim(ctx context.Context, a action, plog zerolog.Logger) int {
 			break
 		}
 		log := plog.With().Str(logkey.Runner, ir.Rec.Name).Logger()
-		err := s.removeRunner(ctx, ir.Rec, ir.GHID)
+		err := s.removeRunner(ghbudget.WithPriority(ctx, ghbudget.Cleanup), ir.Rec, ir.GHID)
 		switch {
 		case errors.Is(err, ErrRunnerBusy):
 			gone++
@@ -250,7 +254,7 @@ func (s *Scaler) topUp(ctx context.Context, p config.Pool, n int, log zerolog.Lo
 // the instance; it reports whether it did.
 func (s *Scaler) removeAndDestroy(ctx context.Context, rec runnerRec, ghID int64, log zerolog.Logger) bool {
 	if ghID != 0 {
-		if err := s.cfg.GitHub.RemoveRunner(ctx, rec.InstallationID, ghID); err != nil {
+		if err := s.cfg.GitHub.RemoveRunner(ghbudget.WithPriority(ctx, ghbudget.Cleanup), rec.InstallationID, ghID); err != nil {
 			if !errors.Is(err, ErrRunnerBusy) {
 				log.Warn().Err(err).Msg("remove registration")
 			}
@@ -318,7 +322,7 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 		return
 	}
 	if a.Rec.Name != "" {
-		if err := s.removeRunner(ctx, a.Rec, a.GitHubID); err != nil {
+		if err := s.removeRunner(ghbudget.WithPriority(ctx, ghbudget.Cleanup), a.Rec, a.GitHubID); err != nil {
 			log.Warn().Err(err).Msg("clean up the stuck job's previous runner")
 		}
 	}

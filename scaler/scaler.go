@@ -84,11 +84,6 @@ type Config struct {
 	// Concurrency is how many messages one replica handles at once.
 	// Default 64.
 	Concurrency int
-	// JITPerSecond and JITBurst limit JIT registrations per replica
-	// (GitHub tops out near 3/s per App). Defaults 3 and 10; a negative
-	// JITPerSecond disables the limit.
-	JITPerSecond float64
-	JITBurst     int
 	// ShutdownGrace is how long in-flight work may finish after ctx ends
 	// before it is cancelled and undone. Default 10s.
 	ShutdownGrace time.Duration
@@ -124,13 +119,16 @@ type Scaler struct {
 	m     *metrics
 	kv    *stores
 	cons  jetstream.Consumer
-	jit   *tokenBucket
 	slots *slotView
 	auto  autoIdle // the leader's min_idle: auto samples (autoidleleader.go)
 
 	sweepReq chan string // pools to sweep soon
 
 	versionTried time.Time // the leader's last runner version check; its goroutine only
+	// The leader's delivery-log reads (deliveries.go); only the lead
+	// loop touches them.
+	deliveryPass       int
+	deliveryUnresolved bool
 }
 
 // New checks cfg, fills defaults, and creates the KV buckets and the
@@ -171,12 +169,6 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 64
 	}
-	if cfg.JITPerSecond == 0 {
-		cfg.JITPerSecond = 3
-	}
-	if cfg.JITBurst <= 0 {
-		cfg.JITBurst = 10
-	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
@@ -198,7 +190,6 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 		cfg:      cfg,
 		pools:    map[string]config.Pool{},
 		log:      cfg.Log.With().Str(logkey.Component, "scaler").Str(logkey.Replica, cfg.ReplicaID).Logger(),
-		jit:      newTokenBucket(cfg.JITPerSecond, cfg.JITBurst, cfg.Now),
 		slots:    newSlotView(),
 		sweepReq: make(chan string, 16),
 	}

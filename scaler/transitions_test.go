@@ -187,21 +187,3 @@ func TestClaimTransitions(t *testing.T) {
 		}
 	})
 }
-
-func TestTheJITLimiterSpacesRegistrationsAfterTheBurst(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newTokenBucket(2, 3, time.Now)
-		start := time.Now()
-		var at []time.Duration
-		for range 5 {
-			if err := b.wait(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			at = append(at, time.Since(start))
-		}
-		want := []time.Duration{0, 0, 0, 500 * time.Millisecond, time.Second}
-		if diff := cmp.Diff(want, at); diff != "" {
-			t.Errorf("registration times (-want +got):\n%s", diff)
-		}
-	})
-}

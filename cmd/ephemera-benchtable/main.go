@@ -51,6 +51,7 @@ var aims = map[string]string{
 	"BenchmarkIntake full/bare-%":                           "≥ 90%",
 	"BenchmarkQueuedToCreate/2/s p99-ms":                    "< 50 ms",
 	"BenchmarkGitHubRequestsPerJob gh-requests/job":         "≤ 2.5",
+	"BenchmarkGitHubSpendPerJob gh-requests/job":            "≤ 1.2",
 	"BenchmarkCheckRun checks/s":                            "≥ 2,000/s",
 	"BenchmarkCheckRun p99-ms":                              "< 10 ms",
 	"BenchmarkCheckRun github-req/check":                    "< 0.1",

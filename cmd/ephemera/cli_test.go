@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -149,5 +153,40 @@ func TestConfigCheckWarnsOfAVirtualMachinePoolOnDirStorage(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", errb.String(), tc.want)
 			}
 		})
+	}
+}
+
+func TestStatusShowsTheGitHubBudgetInUse(t *testing.T) {
+	b, srv := bustest.Open(t)
+	kv, err := b.KeyValue(t.Context(), ghbudget.BucketConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget, err := ghbudget.New(ghbudget.Config{KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := budget.Acquire(t.Context(), ghbudget.Request{Installation: "678", Endpoint: "POST generate_jitconfig", Method: http.MethodPost, Priority: ghbudget.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("X-RateLimit-Limit", "5000")
+	h.Set("X-RateLimit-Remaining", "4321")
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+	if err := tk.Done(t.Context(), &http.Response{StatusCode: http.StatusCreated, Header: h}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := budget.Acquire(t.Context(), ghbudget.Request{Installation: "678", Endpoint: "GET list_runners", Method: http.MethodGet, Priority: ghbudget.Listing}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"status", "--config", writeConfig(t, checkConfig), "--nats", srv.ClientURL()}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"GITHUB BUDGET", "installation 678", "1/100", "4320/5000", "POST generate_jitconfig", "5/900", "GET list_runners", "1/900", "queued behind the budget: registration 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -3,16 +3,22 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/cli"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/serve"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -21,7 +27,7 @@ import (
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf commonFlags
 	var output, natsURL string
-	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs, the\noldest waiting job's age and the runner version its image pins (with a warning\nwhen GitHub lists a newer one), read from NATS (nats.url, or --nats for a local\n`ephemera serve` whose embedded server listens on nats.listen).")
+	fs := newFlagSet("status", stderr, &cf, "Shows every pool: min_idle, max, idle, busy, provisioning, waiting jobs, the\noldest waiting job's age and the runner version its image pins (with a warning\nwhen GitHub lists a newer one), then the GitHub request budget of each\ninstallation (points a minute per endpoint, requests in flight, the hourly\nbudget left) and the requests queued behind it by priority, read from NATS\n(nats.url, or --nats for a local `ephemera serve` whose embedded server\nlistens on nats.listen).")
 	fs.StringVar(&output, "o", "table", "output: table or json")
 	fs.StringVar(&natsURL, "nats", "", "NATS `url` to read from (default: nats.url, else the embedded server at nats.listen); nats.tls and the nats credentials apply")
 	if err := cli.ParseFlags(fs, args); err != nil {
@@ -80,7 +86,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				p.Pool, p.RunnerVersion, p.LatestRunnerVersion, p.VersionCheckedAt.Format(time.RFC3339))
 		}
 	}
-	return nil
+	return budgetStatus(ctx, b, c.GitHub.Budget, stdout)
 }
 
 // runnerColumn is the runner version a pool's image pins, marked when
@@ -93,4 +99,60 @@ func runnerColumn(p scaler.PoolStatus) string {
 		return p.RunnerVersion + " (outdated: " + p.LatestRunnerVersion + ")"
 	}
 	return p.RunnerVersion
+}
+
+// budgetStatus prints the GitHub request budget of each installation —
+// points spent per endpoint in the last minute, requests in flight, the
+// primary budget left — and the requests queued behind it, by priority.
+// Nothing when no process has used a budget yet.
+func budgetStatus(ctx context.Context, b *bus.Bus, bc config.GitHubBudget, w io.Writer) error {
+	kv, err := b.JS.KeyValue(ctx, ghbudget.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("github budget: %w", err)
+	}
+	snaps, err := ghbudget.Snapshots(ctx, kv, ghbudget.Config{PointsPerMinute: bc.PointsPerMinute, MaxConcurrent: bc.MaxConcurrent})
+	if err != nil {
+		return err
+	}
+	waiting, err := ghbudget.WaitingSnapshot(ctx, kv)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GITHUB BUDGET\tIN_FLIGHT\tPRIMARY_LEFT\tRESET\tENDPOINT\tPOINTS/MIN")
+	for _, s := range snaps {
+		primary, reset := "-", "-"
+		if s.PrimaryLimit > 0 {
+			primary = fmt.Sprintf("%d/%d", s.PrimaryRemaining, s.PrimaryLimit)
+			reset = time.Until(s.PrimaryReset).Round(time.Second).String()
+		}
+		eps := slices.Sorted(maps.Keys(s.Points))
+		if len(eps) == 0 {
+			eps = []string{""}
+		}
+		for i, ep := range eps {
+			pts := "-"
+			if ep != "" {
+				pts = fmt.Sprintf("%d/%d", s.Points[ep], s.PointsPerMinute)
+			}
+			if i == 0 {
+				fmt.Fprintf(tw, "installation %s\t%d/%d\t%s\t%s\t%s\t%s\n", s.Installation, s.InFlight, s.MaxConcurrent, primary, reset, ep, pts)
+			} else {
+				fmt.Fprintf(tw, "\t\t\t\t%s\t%s\n", ep, pts)
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var queue []string
+	for _, p := range ghbudget.Priorities() {
+		queue = append(queue, fmt.Sprintf("%s %d", p, waiting[p.String()]))
+	}
+	_, err = fmt.Fprintf(w, "queued behind the budget: %s\n", strings.Join(queue, ", "))
+	return err
 }

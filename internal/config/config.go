@@ -146,6 +146,22 @@ type GitHub struct {
 	Org           string `yaml:"org"`
 	Repo          string `yaml:"repo"`
 	RunnerGroupID int64  `yaml:"runner_group_id"` // default 1 (for org runners)
+	// Budget is the request budget every process shares per installation.
+	Budget GitHubBudget `yaml:"budget"`
+}
+
+// GitHubBudget configures the GitHub request budget that every scaler and
+// policy process shares per installation, in NATS (internal/ghbudget).
+// Zero values take GitHub's documented limits.
+type GitHubBudget struct {
+	// PointsPerMinute per REST endpoint, all processes together (GET 1
+	// point, POST/PATCH/PUT/DELETE 5). Default 900.
+	PointsPerMinute int `yaml:"points_per_minute"`
+	// MaxConcurrent requests in flight, all processes together. Default 100.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxWait: a request whose budget comes back later than this fails at
+	// once (a job is then delivered again later). Default 2m.
+	MaxWait Duration `yaml:"max_wait"`
 }
 
 // LXD configures the connection to LXD.

@@ -137,6 +137,15 @@ func (c *Config) validateGitHub(role Role) error {
 	if g.InstallationID < 0 {
 		return keyErr("github.installation_id", "must not be negative")
 	}
+	if b := g.Budget; b.PointsPerMinute != 0 && b.PointsPerMinute < 5 {
+		return keyErr("github.budget.points_per_minute", fmt.Sprintf("must be at least 5 (one write request), got %d; leave it out for GitHub's 900", b.PointsPerMinute))
+	}
+	if b := g.Budget; b.MaxConcurrent < 0 {
+		return keyErr("github.budget.max_concurrent", fmt.Sprintf("must not be negative, got %d; leave it out for GitHub's 100", b.MaxConcurrent))
+	}
+	if g.Budget.MaxWait < 0 {
+		return keyErr("github.budget.max_wait", "must not be negative")
+	}
 	if role.runsScaler() {
 		switch {
 		case g.Org == "" && g.Repo == "":

@@ -2,10 +2,12 @@
 // GitHub App installation (ghinstallation refreshes the tokens) or with a
 // plain token, against the configured REST base URL used as it is. Every
 // request is bounded by a timeout, counted in
-// ephemera_github_requests_total{op,code}, and watched for rate limits:
-// after a 403/429 with Retry-After, or X-RateLimit-Remaining: 0, requests
-// fail fast with a *RateLimitedError until GitHub's wait is over, instead of
-// digging the hole deeper.
+// ephemera_github_requests_total{op,code}, admitted by the shared request
+// budget (internal/ghbudget) when one is configured — its endpoint is the
+// method and the op named with WithOp — and watched for rate limits:
+// without a budget, after a 403/429 with Retry-After, or
+// X-RateLimit-Remaining: 0, requests fail fast with a *RateLimitedError
+// until GitHub's wait is over, instead of digging the hole deeper.
 package ghclient
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 )
 
 // Config says how to reach and authenticate to GitHub. Set AppID and
@@ -36,10 +40,18 @@ type Config struct {
 
 	Token config.Secret
 
-	// Timeout bounds each request. Default 10s.
+	// Timeout bounds each request once the budget admitted it (the wait
+	// for the budget is bounded by the caller's context). Default 10s.
 	Timeout time.Duration
 	// Transport under everything; default a clone of http.DefaultTransport.
-	Transport  http.RoundTripper
+	Transport http.RoundTripper
+	// Budget, when set, admits every request (ghbudget): it waits for
+	// its installation's shared budget, and a rate-limit answer fails
+	// with a *ghbudget.LimitedError that stops only its endpoint (go-github
+	// would stop the whole client on a secondary limit). Nil: requests go
+	// at once, and a rate-limit answer stops every request until GitHub's
+	// wait is over.
+	Budget     *ghbudget.Budget
 	Registerer prometheus.Registerer
 	Log        zerolog.Logger
 }
@@ -91,7 +103,7 @@ func New(cfg Config) (*Clients, error) {
 	c := &Clients{
 		cfg:  cfg,
 		base: base,
-		tr:   &transport{next: cfg.Transport, metrics: m, log: cfg.Log},
+		tr:   &transport{next: cfg.Transport, metrics: m, log: cfg.Log, budget: cfg.Budget, timeout: cfg.Timeout},
 		inst: map[int64]*github.Client{},
 	}
 	if !cfg.PrivateKey.IsZero() {
@@ -123,9 +135,9 @@ func (c *Clients) ForInstallation(id int64) (*github.Client, error) {
 	if !c.cfg.Token.IsZero() {
 		// go-github sets the token's Authorization header above the
 		// shared transport, which counts the request and keeps the guard.
-		gc = c.newClient(c.tr).WithAuthToken(c.cfg.Token.Reveal())
+		gc = c.newClient(c.tr.forInstallation("token")).WithAuthToken(c.cfg.Token.Reveal())
 	} else {
-		itr, err := ghinstallation.New(c.tr, c.cfg.AppID, id, []byte(c.cfg.PrivateKey.Reveal()))
+		itr, err := ghinstallation.New(c.tr.forInstallation(strconv.FormatInt(id, 10)), c.cfg.AppID, id, []byte(c.cfg.PrivateKey.Reveal()))
 		if err != nil {
 			return nil, fmt.Errorf("github app installation %d: %w", id, err)
 		}
@@ -148,7 +160,7 @@ func (c *Clients) App() (*github.Client, error) {
 	if c.app != nil {
 		return c.app, nil
 	}
-	atr, err := ghinstallation.NewAppsTransport(c.tr, c.cfg.AppID, []byte(c.cfg.PrivateKey.Reveal()))
+	atr, err := ghinstallation.NewAppsTransport(c.tr.forInstallation("app"), c.cfg.AppID, []byte(c.cfg.PrivateKey.Reveal()))
 	if err != nil {
 		return nil, fmt.Errorf("github app: %w", err)
 	}
@@ -164,7 +176,9 @@ func (c *Clients) IsApp() bool { return c.cfg.Token.IsZero() }
 func (c *Clients) RateRemaining() int { return c.tr.remaining() }
 
 func (c *Clients) newClient(rt http.RoundTripper) *github.Client {
-	gc := github.NewClient(&http.Client{Transport: rt, Timeout: c.cfg.Timeout})
+	// No http.Client timeout: it would count the wait for the budget;
+	// the transport bounds the request itself.
+	gc := github.NewClient(&http.Client{Transport: rt})
 	u := *c.base
 	gc.BaseURL = &u
 	gc.UploadURL = &u

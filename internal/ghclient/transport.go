@@ -3,6 +3,7 @@ package ghclient
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
@@ -60,11 +62,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// transport counts requests and keeps the rate-limit guard.
+// transport counts requests, asks the budget, and keeps the rate-limit
+// guard.
 type transport struct {
 	next    http.RoundTripper
 	metrics *metrics
 	log     zerolog.Logger
+	budget  *ghbudget.Budget // nil: none
+	timeout time.Duration    // of one request, from when it is sent
 
 	mu      sync.Mutex
 	until   time.Time
@@ -72,10 +77,31 @@ type transport struct {
 	seen    bool
 }
 
+// installationTransport is the transport for one installation's budget.
+type installationTransport struct {
+	t    *transport
+	inst string
+}
+
+func (t *transport) forInstallation(inst string) http.RoundTripper {
+	return installationTransport{t: t, inst: inst}
+}
+
+func (it installationTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return it.t.roundTrip(r, it.inst)
+}
+
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.roundTrip(r, "default")
+}
+
+func (t *transport) roundTrip(r *http.Request, inst string) (*http.Response, error) {
 	op, _ := r.Context().Value(opKey{}).(string)
 	if op == "" {
 		op = opFromPath(r.URL.Path)
+	}
+	if t.budget != nil {
+		return t.budgeted(r, inst, op)
 	}
 	t.mu.Lock()
 	until := t.until
@@ -84,7 +110,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.metrics.requests.WithLabelValues(op, "rate_limited").Inc()
 		return nil, &RateLimitedError{Until: until}
 	}
-	resp, err := t.next.RoundTrip(r)
+	resp, err := t.send(r)
 	if err != nil {
 		t.metrics.requests.WithLabelValues(op, "error").Inc()
 		return nil, err
@@ -149,4 +175,66 @@ func opFromPath(p string) string {
 		return "other"
 	}
 	return "other"
+}
+
+// budgeted sends r once the budget admits it, and gives the budget the
+// answer. A rate-limit answer becomes a *ghbudget.LimitedError: the
+// budget has recorded GitHub's wait for this endpoint (or, for the
+// primary budget, for all), and go-github, seeing an error rather than a
+// 403, does not stop the client's other endpoints.
+func (t *transport) budgeted(r *http.Request, inst, op string) (*http.Response, error) {
+	ctx := r.Context()
+	tk, err := t.budget.Acquire(ctx, ghbudget.Request{
+		Installation: inst, Endpoint: r.Method + " " + op, Method: r.Method, Priority: ghbudget.PriorityOf(ctx, r.Method),
+	})
+	if err != nil {
+		t.metrics.requests.WithLabelValues(op, "budget").Inc()
+		return nil, err
+	}
+	resp, err := t.send(r)
+	if err != nil {
+		_ = tk.Done(ctx, nil)
+		t.metrics.requests.WithLabelValues(op, "error").Inc()
+		return nil, err
+	}
+	t.metrics.requests.WithLabelValues(op, strconv.Itoa(resp.StatusCode)).Inc()
+	if rem, err := strconv.Atoi(resp.Header.Get("X-RateLimit-Remaining")); err == nil {
+		t.mu.Lock()
+		t.rateRem, t.seen = rem, true
+		t.mu.Unlock()
+		t.metrics.rate.Set(float64(rem))
+	}
+	if lerr := tk.Done(ctx, resp); lerr != nil {
+		resp.Body.Close()
+		t.log.Warn().Str(logkey.Op, op).Int(logkey.Status, resp.StatusCode).Err(lerr).Msg("github rate limit: this endpoint waits")
+		return nil, lerr
+	}
+	return resp, nil
+}
+
+// send sends r bounded by the request timeout, which runs until its
+// answer's body is closed.
+func (t *transport) send(r *http.Request) (*http.Response, error) {
+	if t.timeout <= 0 {
+		return t.next.RoundTrip(r)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
+	resp, err := t.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }

@@ -104,8 +104,10 @@ func (s *Server) handleAccessToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
 		return
 	}
+	token := "ghs_" + randomHex(18)
+	s.noteInstallationToken(token, id)
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"token":      "ghs_" + randomHex(18),
+		"token":      token,
 		"expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
 	})
 }

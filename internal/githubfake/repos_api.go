@@ -81,10 +81,8 @@ func userID(login string) int64 {
 }
 
 func (s *Server) handleRateLimit(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	remaining, reset := s.rateLimit, s.rateReset
-	s.mu.Unlock()
-	core := map[string]any{"limit": RateLimit, "remaining": remaining, "used": RateLimit - remaining, "reset": reset.Unix()}
+	limit, remaining, reset := s.primaryFor(r)
+	core := map[string]any{"limit": limit, "remaining": remaining, "used": limit - remaining, "reset": ceilUnix(reset), "resource": "core"}
 	writeJSON(w, http.StatusOK, map[string]any{"resources": map[string]any{"core": core}, "rate": core})
 }
 

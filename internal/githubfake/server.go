@@ -1,8 +1,11 @@
 // Package githubfake is a GitHub stand-in for tests and the demo: the REST
 // endpoints ephemera calls, served over HTTP to the real go-github client,
 // a runner broker that hands queued jobs to idle runners as GitHub does,
-// and signed workflow_job webhooks. Every call is recorded, and faults
-// (5xx, slow answers, rate limiting) can be injected on demand.
+// and signed workflow_job webhooks. Every call is recorded and counted by
+// kind (endpoint and method), faults (5xx, slow answers, rate limiting)
+// can be injected on demand, and GitHub's documented rate limits —
+// primary and secondary, on a clock that can be compressed — are enforced
+// when asked (limits.go).
 package githubfake
 
 import (
@@ -59,11 +62,12 @@ type Server struct {
 	srv *http.Server
 	ln  net.Listener
 
-	mu        sync.Mutex
-	calls     []Call
-	faults    []*activeFault
-	rateLimit int // X-RateLimit-Remaining
-	rateReset time.Time
+	router  chi.Router
+	limiter *limiter // limits.go
+
+	mu     sync.Mutex
+	calls  []Call
+	faults []*activeFault
 
 	actions *actionsState // runners, jobs, broker, webhooks: actions.go
 	repos   *reposState   // repositories for the policy checks: repos.go
@@ -74,7 +78,8 @@ type activeFault struct {
 	left int // remaining uses; -1 unlimited
 }
 
-// RateLimit is the hourly request budget the stand-in reports.
+// RateLimit is the hourly request budget the stand-in reports when no
+// other primary limit is set (SetLimits).
 const RateLimit = 5000
 
 // Start serves a new stand-in on 127.0.0.1 at a random port.
@@ -84,12 +89,11 @@ func Start() (*Server, error) {
 		return nil, fmt.Errorf("githubfake: listen: %w", err)
 	}
 	s := &Server{
-		URL:       "http://" + ln.Addr().String() + "/",
-		ln:        ln,
-		rateLimit: RateLimit,
-		rateReset: time.Now().Add(time.Hour),
-		actions:   newActionsState(),
-		repos:     newReposState(),
+		URL:     "http://" + ln.Addr().String() + "/",
+		ln:      ln,
+		limiter: newLimiter(),
+		actions: newActionsState(),
+		repos:   newReposState(),
 	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln) //nolint:errcheck // ends with Close
@@ -105,9 +109,10 @@ func (s *Server) Close() {
 // Handler is the stand-in's HTTP handler (Start serves it).
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.record, s.applyFaults)
+	r.Use(s.record, s.limit, s.applyFaults)
 	s.actionsRoutes(r)
 	s.repoRoutes(r)
+	s.router = r
 	return r
 }
 
@@ -185,24 +190,14 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// record logs the call and sets GitHub's rate-limit headers; a 304 does not
-// count against the limit, as on GitHub.
+// record logs the call (limit, in limits.go, counts it by kind and sets
+// GitHub's rate-limit headers).
 func (s *Server) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
-		s.mu.Lock()
-		remaining, reset := s.rateLimit, s.rateReset
-		s.mu.Unlock()
-		h := w.Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(RateLimit))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
 		next.ServeHTTP(rec, r)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if rec.status != http.StatusNotModified && s.rateLimit > 0 {
-			s.rateLimit--
-		}
 		s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Status: rec.status, At: time.Now()})
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ephemera-ci/ephemera/ghactions"
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 	"github.com/ephemera-ci/ephemera/internal/tokens"
@@ -127,16 +128,31 @@ func (p *Process) addListenerTLS(name, addr string, h http.Handler, t config.Lis
 }
 
 // shared builds, once, what the scaler and the policy service share: the
-// GitHub clients (one rate-limit guard, one set of metrics) and the
+// GitHub clients (one request budget, shared with every other process
+// through NATS, and one set of metrics) and the
 // one-time token store (the scaler mints, the policy service consumes).
 func (p *Process) shared(ctx context.Context) (*ghclient.Clients, *tokens.Store, error) {
 	if p.gh == nil {
+		kv, err := p.bus.KeyValue(ctx, ghbudget.BucketConfig())
+		if err != nil {
+			return nil, nil, fmt.Errorf("github budget bucket: %w", err)
+		}
+		bc := p.cfg.GitHub.Budget
+		budget, err := ghbudget.New(ghbudget.Config{
+			KV: kv, PointsPerMinute: bc.PointsPerMinute, MaxConcurrent: bc.MaxConcurrent, MaxWait: bc.MaxWait.D(),
+			Log: p.logFor("github"), Registerer: p.reg,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.runners = append(p.runners, budget.Run)
 		gh, err := ghclient.New(ghclient.Config{
 			APIURL:         p.cfg.GitHub.APIURL,
 			AppID:          p.cfg.GitHub.AppID,
 			PrivateKey:     p.cfg.Secrets.GitHubPrivateKey,
 			InstallationID: p.cfg.GitHub.InstallationID,
 			Token:          p.cfg.Secrets.GitHubToken,
+			Budget:         budget,
 			Registerer:     p.reg,
 			Log:            p.logFor("github"),
 		})

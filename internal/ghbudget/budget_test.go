@@ -1,0 +1,308 @@
+package ghbudget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func bucket(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	b, _ := bustest.Open(t)
+	kv, err := b.KeyValue(t.Context(), BucketConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// budgets opens n processes' budgets on one bucket, on one clock, with
+// windows long enough that nothing slides unless the clock is moved.
+func budgets(t *testing.T, n int, tweak func(*Config)) ([]*Budget, *clock) {
+	t.Helper()
+	kv := bucket(t)
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var out []*Budget
+	for i := range n {
+		cfg := Config{KV: kv, Replica: fmt.Sprintf("r%d", i), Minute: time.Hour, PointsPerMinute: 25, MaxWait: time.Millisecond, Now: clk.Now}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out, clk
+}
+
+func reg(p Priority) Request {
+	return Request{Installation: "1", Endpoint: "POST generate_jitconfig", Method: http.MethodPost, Priority: p}
+}
+
+func limitedOn(t *testing.T, err error, on string) {
+	t.Helper()
+	le, ok := errors.AsType[*LimitedError](err)
+	if !ok || le.On != on {
+		t.Fatalf("got %v, want a *LimitedError on %s", err, on)
+	}
+}
+
+func TestProcessesShareOneMinuteOfPointsPerEndpoint(t *testing.T) {
+	bs, _ := budgets(t, 3, nil)
+	admitted := 0
+	for i := range 9 {
+		tk, err := bs[i%3].Acquire(t.Context(), reg(Registration))
+		if err != nil {
+			limitedOn(t, err, onEndpoint)
+			continue
+		}
+		admitted++
+		if err := tk.Done(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if admitted != 5 {
+		t.Errorf("%d registrations of 5 points admitted across three processes under 25 points, want 5", admitted)
+	}
+	// Another endpoint has its own minute.
+	if _, err := bs[0].Acquire(t.Context(), Request{Installation: "1", Endpoint: "DELETE remove_runner", Method: http.MethodDelete, Priority: Registration}); err != nil {
+		t.Errorf("another endpoint: %v", err)
+	}
+}
+
+func TestTheMinuteSlidesBySlices(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 5 })
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour) // the minute (an hour here) has passed, not the slice after it
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err == nil {
+		t.Fatal("admitted a minute after the last, when a sliding minute could still count it")
+	}
+	clk.Add(time.Hour / 60)
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("a minute and a slice later: %v", err)
+	}
+}
+
+func TestLowerPrioritiesLeaveTheirShareToRegistrations(t *testing.T) {
+	bs, _ := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 100 })
+	n := func(b *Budget, p Priority) int {
+		k := 0
+		for {
+			if _, err := b.Acquire(t.Context(), reg(p)); err != nil {
+				limitedOn(t, err, onEndpoint)
+				return k
+			}
+			k++
+		}
+	}
+	if got := n(bs[0], Cleanup); got != 10 {
+		t.Errorf("cleanup took %d requests of 5 points, want half of 100 points: 10", got)
+	}
+	if got := n(bs[1], TopUp); got != 5 {
+		t.Errorf("top-ups took %d more, want up to three quarters: 5", got)
+	}
+	if got := n(bs[0], Registration); got != 5 {
+		t.Errorf("registrations took %d more, want the rest: 5", got)
+	}
+}
+
+func TestThePrimaryBudgetIsReadFromAnswersAndKeptForRegistrations(t *testing.T) {
+	bs, clk := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 10000 })
+	tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := clk.Now().Add(30 * time.Minute)
+	if err := tk.Done(t.Context(), answer(http.StatusCreated, 100, 12, reset, "")); err != nil {
+		t.Fatal(err)
+	}
+	// 12 left of 100: cleanup keeps 20 back, listing 15, top-ups 10.
+	_, err = bs[1].Acquire(t.Context(), Request{Installation: "1", Endpoint: "GET list_runners", Method: "GET", Priority: Cleanup})
+	limitedOn(t, err, onPrimary)
+	for i := range 12 {
+		if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err != nil {
+			t.Fatalf("registration %d of the 12 left: %v", i, err)
+		}
+	}
+	_, err = bs[0].Acquire(t.Context(), reg(Registration))
+	limitedOn(t, err, onPrimary)
+	clk.Add(31 * time.Minute) // a new hour
+	if _, err := bs[0].Acquire(t.Context(), reg(Cleanup)); err != nil {
+		t.Errorf("after the reset: %v", err)
+	}
+}
+
+func TestAWaitGitHubAsksForStopsOnlyItsEndpoint(t *testing.T) {
+	bs, clk := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 10000 })
+	list := Request{Installation: "1", Endpoint: "GET list_runners", Method: "GET", Priority: Listing}
+	tk, err := bs[0].Acquire(t.Context(), list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tk.Done(t.Context(), answer(http.StatusForbidden, 5000, 4000, clk.Now().Add(time.Hour), "60"))
+	limitedOn(t, err, onEndpoint)
+	_, err = bs[1].Acquire(t.Context(), list)
+	limitedOn(t, err, onEndpoint)
+	if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("a registration after a listing was limited: %v", err)
+	}
+}
+
+func TestPlacesInFlightAreSharedAndADeadProcesssComeBack(t *testing.T) {
+	bs, clk := budgets(t, 2, func(c *Config) { c.MaxConcurrent = 2; c.PointsPerMinute = 10000 })
+	a1, err := bs[0].Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bs[1].Acquire(t.Context(), reg(Registration))
+	limitedOn(t, err, onInFlight)
+	if err := a1.Done(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatalf("a place given back: %v", err)
+	}
+	// r0 dies holding one place, r1 holds the other: after r0's lease
+	// only r1's counts.
+	clk.Add(59 * time.Second)
+	if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err == nil {
+		t.Fatal("admitted a third request in flight")
+	}
+	clk.Add(2 * time.Second)
+	if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("after the dead process's lease ran out: %v", err)
+	}
+}
+
+func TestAWaitingRegistrationGoesBeforeHousekeepingThatWaitedLonger(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) {
+		c.PointsPerMinute = 5
+		c.Shares = [numPriorities]float64{1, 1, 1, 1, 1}
+		c.MaxWait = 24 * time.Hour
+		c.Minute = 60 * time.Millisecond // the first in line asks again every millisecond
+	})
+	b := bs[0]
+	if _, err := b.Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan Priority, 2)
+	var wg sync.WaitGroup
+	start := func(p Priority) {
+		wg.Go(func() {
+			if _, err := b.Acquire(t.Context(), reg(p)); err != nil {
+				t.Error(err)
+			}
+			order <- p
+		})
+		waitfor.True(t, 5*time.Second, p.String()+" waiting", func() bool { return b.Waiting()[p] == 1 })
+	}
+	start(Cleanup)
+	start(Registration)
+	next := func() { clk.Add(time.Second) }
+	next()
+	if p := <-order; p != Registration {
+		t.Fatalf("first admitted: %s, want the registration", p)
+	}
+	waitfor.True(t, 5*time.Second, "cleanup waiting again", func() bool { return b.Waiting()[Cleanup] == 1 })
+	next()
+	wg.Wait()
+}
+
+func TestAWaitBeyondTheDeadlineFailsAtOnce(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 5; c.MaxWait = 24 * time.Hour })
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := bs[0].Acquire(ctx, reg(Registration))
+	le, ok := errors.AsType[*LimitedError](err)
+	if !ok || !le.Until.After(clk.Now()) {
+		t.Fatalf("got %v, want a *LimitedError in the future", err)
+	}
+}
+
+func TestSnapshotsShowWhatIsSpent(t *testing.T) {
+	bs, clk := budgets(t, 1, nil)
+	tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Done(t.Context(), answer(http.StatusCreated, 5000, 4321, clk.Now().Add(time.Hour), "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := Snapshots(t.Context(), bs[0].cfg.KV, Config{Minute: time.Hour, PointsPerMinute: 25, Now: clk.Now})
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots %+v, %v", snaps, err)
+	}
+	s := snaps[0]
+	if s.Points["POST generate_jitconfig"] != 10 || s.InFlight != 1 || s.PrimaryRemaining != 4320 || s.PrimaryLimit != 5000 {
+		t.Errorf("snapshot %+v, want 10 points, 1 in flight, 4320 of 5000 left", s)
+	}
+}
+
+func answer(status, limit, remaining int, reset time.Time, retryAfter string) *http.Response {
+	h := http.Header{}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	if retryAfter != "" {
+		h.Set("Retry-After", retryAfter)
+	}
+	return &http.Response{StatusCode: status, Header: h}
+}
+
+// An answer about a window that ends sooner (a short wait GitHub asked
+// for) does not carry its exhaustion into the later window already known.
+func TestAnExhaustedShortWindowDoesNotExhaustTheHour(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 10000 })
+	done := func(resp *http.Response) {
+		t.Helper()
+		tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = tk.Done(t.Context(), resp)
+	}
+	done(answer(http.StatusCreated, 5000, 4990, clk.Now().Add(time.Hour), ""))
+	done(answer(http.StatusForbidden, 5000, 0, clk.Now().Add(2*time.Second), ""))
+	_, err := bs[0].Acquire(t.Context(), reg(Registration))
+	limitedOn(t, err, onPrimary)
+	clk.Add(3 * time.Second)
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("after the short window: %v", err)
+	}
+}
