@@ -29,7 +29,9 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	p.minIdle = s.sizeBuffers(w)
 	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
-	s.log.Debug().Dur(logkey.Duration, s.now().Sub(start)).Msg("reconciled")
+	took := s.now().Sub(start)
+	s.m.passes.Observe(took.Seconds())
+	s.log.Debug().Dur(logkey.Duration, took).Msg("reconciled")
 }
 
 func (s *Scaler) observe(ctx context.Context) (*world, error) {
