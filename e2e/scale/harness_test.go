@@ -78,7 +78,9 @@ func (o *Options) defaults() {
 }
 
 // scaled is d on the run's clock.
-func (o *Options) scaled(d time.Duration) time.Duration { return time.Duration(float64(d) / o.TimeScale) }
+func (o *Options) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / o.TimeScale)
+}
 
 // Harness is one running system: NATS cluster, GitHub stand-in,
 // provisioner stand-in, one webhook receiver and the scaler replicas.
@@ -317,4 +319,38 @@ func appKey(t testing.TB) string {
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	waitfor.True(t, d, what, throttle(250*time.Millisecond, cond))
+}
+
+// logLate logs, for each job that waited longer than d for a runner,
+// what happened to it and what the scalers logged about it.
+func (h *Harness) logLate(t testing.TB, d time.Duration) {
+	queued := h.Queued()
+	recs := map[int64][]standin.Record{}
+	for _, r := range h.Standin.Records() {
+		recs[r.JobID] = append(recs[r.JobID], r)
+	}
+	n := 0
+	for _, j := range h.Fake.Jobs() {
+		q, ok := queued[j.ID]
+		if !ok || (!j.StartedAt.IsZero() && j.StartedAt.Sub(q) < d) {
+			continue
+		}
+		if n++; n > 5 {
+			continue
+		}
+		t.Logf("job %d (%v): queued %s, started %s on %s", j.ID, j.Labels, q.Format(time.StampMilli), j.StartedAt.Local().Format(time.StampMilli), j.RunnerName)
+		for _, r := range recs[j.ID] {
+			t.Logf("  runner %s asked %s running %s online %s", r.Name, r.AskedAt.Format(time.StampMilli), r.RunningAt.Format(time.StampMilli), r.OnlineAt.Format(time.StampMilli))
+		}
+		for _, p := range append(h.Scalers, h.Webhook) {
+			for line := range strings.SplitSeq(p.stderr.String(), "\n") {
+				if strings.Contains(line, fmt.Sprintf(":%d,", j.ID)) || strings.Contains(line, fmt.Sprintf(":%d}", j.ID)) {
+					t.Logf("  %s: %s", p.name, line)
+				}
+			}
+		}
+	}
+	if n > 0 {
+		t.Logf("%d jobs waited longer than %s", n, d)
+	}
 }
