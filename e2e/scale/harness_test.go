@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -340,8 +341,18 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 		}
 		t.Logf("job %d (%v): queued %s, started %s on %s", j.ID, j.Labels, q.Format(time.StampMilli), j.StartedAt.Local().Format(time.StampMilli), j.RunnerName)
 		for _, r := range recs[j.ID] {
-			t.Logf("  runner %s asked %s running %s online %s", r.Name, r.AskedAt.Format(time.StampMilli), r.RunningAt.Format(time.StampMilli), r.OnlineAt.Format(time.StampMilli))
+			rn, registered := h.Fake.RunnerByName(r.Name)
+			t.Logf("  runner %s asked %s running %s online %s; registered %v: %+v; instance now %q",
+				r.Name, r.AskedAt.Format(time.StampMilli), r.RunningAt.Format(time.StampMilli), r.OnlineAt.Format(time.StampMilli),
+				registered, rn, h.Standin.State(r.Name))
 		}
+		idle := 0
+		for _, rn := range h.Fake.Runners() {
+			if rn.Online && !rn.Busy && slices.Equal(rn.Labels, j.Labels) {
+				idle++
+			}
+		}
+		t.Logf("  job status %s %s; %d idle online runners with its labels", j.Status, j.Conclusion, idle)
 		for _, p := range append(h.Scalers, h.Webhook) {
 			for line := range strings.SplitSeq(p.stderr.String(), "\n") {
 				if strings.Contains(line, fmt.Sprintf(":%d,", j.ID)) || strings.Contains(line, fmt.Sprintf(":%d}", j.ID)) {

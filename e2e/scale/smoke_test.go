@@ -14,7 +14,7 @@ func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS cluster and three processes")
 	}
-	h := Start(t, Options{Pools: 4, Max: 10, Replicas: 2, TimeScale: 10, Seed: 1})
+	h := Start(t, Options{Pools: 4, Max: 10, Replicas: 2, TimeScale: 10, Interval: 10 * time.Second, Seed: 1})
 	before := h.NATSCounts(t)
 	const jobs = 30
 	for i := range jobs {

@@ -290,3 +290,13 @@ func (s *Server) Instances() int {
 	defer s.mu.Unlock()
 	return len(s.ins)
 }
+
+// State is instance name's state now, or "" when there is none.
+func (s *Server) State(name string) scaler.InstanceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in, ok := s.ins[name]; ok {
+		return in.State
+	}
+	return ""
+}
