@@ -26,9 +26,9 @@ type scenario struct {
 	// quiet is how many reconcile passes to watch once every job runs,
 	// for the reconcile figures.
 	quiet int
-	// waitFor bounds the wait for every job to start; default 6 minutes
-	// (a job whose claim is stuck is taken over after provision_timeout,
-	// 5 minutes unscaled).
+	// waitFor bounds the wait for every job to start; default 3 minutes
+	// plus provision_timeout (5 minutes, scaled), after which a job whose
+	// claim is stuck is taken over.
 	waitFor time.Duration
 }
 
@@ -36,7 +36,7 @@ func (s scenario) wait() time.Duration {
 	if s.waitFor > 0 {
 		return s.waitFor
 	}
-	return 6 * time.Minute
+	return 3*time.Minute + s.opt.scaled(5*time.Minute)
 }
 
 // run runs s and reports its figures on b.
