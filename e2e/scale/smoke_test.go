@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -11,8 +12,8 @@ import (
 // runner and ran, and requests, NATS counters, reconcile passes and
 // process usage were all seen.
 func TestHarnessSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster and three processes")
+	if os.Getenv(smokeEnv) != "1" {
+		t.Skip("about a minute on a 2-core machine: set " + smokeEnv + "=1 to run it")
 	}
 	h := Start(t, Options{Pools: 4, Max: 10, Replicas: 2, TimeScale: 10, Interval: 10 * time.Second, Seed: 1})
 	before := h.NATSCounts(t)
