@@ -364,4 +364,21 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 	if n > 0 {
 		t.Logf("%d jobs waited longer than %s", n, d)
 	}
+	// Jobs no runner was ever asked for, with their webhook deliveries.
+	deliveries := map[int64][]string{}
+	for _, dl := range h.Fake.Deliveries() {
+		deliveries[dl.JobID] = append(deliveries[dl.JobID], fmt.Sprintf("%s %d %q redelivery=%v", dl.Action, dl.StatusCode, dl.Status, dl.Redelivery))
+	}
+	m := 0
+	for id := range queued {
+		if len(recs[id]) > 0 {
+			continue
+		}
+		if m++; m <= 10 {
+			t.Logf("job %d: no runner was ever asked for; deliveries %v", id, deliveries[id])
+		}
+	}
+	if m > 0 {
+		t.Logf("%d jobs had no runner asked for", m)
+	}
 }
