@@ -71,6 +71,14 @@ var aims = map[string]string{
 	"BenchmarkScaleBurst/lxd-container/scaled-x10 registrations/gh-min": "≥ 170",
 	"BenchmarkScaleBurst/vm/scaled-x10 rate-limit-answers":              "≤ 0",
 	"BenchmarkScaleBurst/vm/scaled-x10 registrations/gh-min":            "≥ 170",
+	"BenchmarkScaleGrowth/runners=100 jobs-not-started":                 "≤ 0",
+	"BenchmarkScaleGrowth/runners=1000 jobs-not-started":                "≤ 0",
+	"BenchmarkScaleGrowth/runners=3000 jobs-not-started":                "≤ 0",
+	"BenchmarkScaleCeiling/scaled-x10 jobs-not-started":                 "≤ 0",
+	"BenchmarkScaleUnlimited jobs-not-started":                          "≤ 0",
+	"BenchmarkScaleBurst/lxd-container/scaled-x10 jobs-not-started":     "≤ 0",
+	"BenchmarkScaleBurst/vm/scaled-x10 jobs-not-started":                "≤ 0",
+	"BenchmarkScaleReplicaKilled/scaled-x10 jobs-not-started":           "≤ 0",
 	"BenchmarkScaleReplicaKilled/scaled-x10 rate-limit-answers":         "≤ 0",
 }
 
