@@ -40,7 +40,7 @@ test: vet ## vet, then every test with the race detector (LXD tests skip when LX
 .PHONY: bench
 bench: ## Run every benchmark once; print one table of figures and write bench/results.json.
 	@mkdir -p bench
-	set -o pipefail; $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m $(PKGS) | tee bench/raw.txt
+	set -o pipefail; $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS) | tee bench/raw.txt
 	$(GO) run ./cmd/ephemera-benchtable -json bench/results.json < bench/raw.txt
 
 .PHONY: lxd-dev

@@ -12,6 +12,7 @@ type metrics struct {
 	provision  *prometheus.HistogramVec // ephemera_provision_seconds{pool}
 	jobWait    *prometheus.HistogramVec // ephemera_job_wait_seconds{pool}
 	reconcile  *prometheus.CounterVec   // ephemera_reconcile_actions_total{pool,action}
+	passes     prometheus.Histogram     // ephemera_reconcile_seconds
 	terminated *prometheus.CounterVec   // ephemera_scaler_messages_terminated_total{reason}
 	leader     prometheus.Gauge         // ephemera_scaler_leader
 	online     *prometheus.HistogramVec // ephemera_runner_online_seconds{pool,via}
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ephemera_reconcile_actions_total",
 			Help: "Reconciler actions by pool and action (top_up, trim, trim_busy, bootstrap_timeout, orphan_registration, delete_finished, release_slot, reprovision, redeliver, adopt).",
 		}, []string{"pool", "action"}),
+		passes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ephemera_reconcile_seconds", Buckets: buckets,
+			Help: "How long one reconcile pass took on the leader, reading the state through applying the plan and redelivering.",
+		}),
 		terminated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ephemera_scaler_messages_terminated_total",
 			Help: "Job messages the scaler gave up on, by reason.",
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while this replica holds the reconciler lease.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.runners, m.provision, m.jobWait, m.reconcile, m.terminated, m.leader, m.online} {
+	for _, c := range []prometheus.Collector{m.jobs, m.runners, m.provision, m.jobWait, m.reconcile, m.passes, m.terminated, m.leader, m.online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scaler metrics: %w", err)
 		}

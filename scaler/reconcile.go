@@ -35,7 +35,9 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
 	s.checkRunnerVersions(ctx)
-	s.log.Debug().Dur(logkey.Duration, s.now().Sub(start)).Msg("reconciled")
+	took := s.now().Sub(start)
+	s.m.passes.Observe(took.Seconds())
+	s.log.Debug().Dur(logkey.Duration, took).Msg("reconciled")
 }
 
 func (s *Scaler) observe(ctx context.Context) (*world, error) {

@@ -240,3 +240,11 @@ func TestReadStatusBeforeAnyScalerRanIsEmpty(t *testing.T) {
 		t.Errorf("status (-got +want):\n%s", d)
 	}
 }
+
+func TestEachReconcilePassIsTimed(t *testing.T) {
+	e := newEnv(t, pool("small", 0, 2))
+	r := e.start(e.config(func(c *scaler.Config) { c.Interval = 100 * time.Millisecond }))
+	waitFor(t, 10*time.Second, "two reconcile passes in ephemera_reconcile_seconds", func() bool {
+		return metricSum(t, r.reg, "ephemera_reconcile_seconds", nil) >= 2
+	})
+}

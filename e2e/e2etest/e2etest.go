@@ -105,15 +105,24 @@ func RepoRoot() (string, error) {
 // processes: it builds it once into a temporary directory, sets *bin to
 // its path, runs the tests and exits with their status.
 func MainWithCommand(m *testing.M, pkg string, bin *string) {
+	MainWithCommands(m, map[string]*string{pkg: bin})
+}
+
+// MainWithCommands is MainWithCommand for several commands: each key of
+// bins is a package path from the repository's root, built once, with
+// its binary's path stored in the value.
+func MainWithCommands(m *testing.M, bins map[string]*string) {
 	dir, err := os.MkdirTemp("", "ephemera-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if *bin, err = buildCommand(pkg, dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	for pkg, bin := range bins {
+		if *bin, err = buildCommand(pkg, dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
