@@ -356,7 +356,7 @@ func TestScaleOutOnLXD(t *testing.T) {
 	for _, dj := range planned {
 		j := final[dj.ID]
 		if (j.Conclusion == githubfake.ConclusionSuccess) == dj.WantReject {
-			t.Errorf("job %d (%s %s): %s on %s", dj.ID, dj.Repo, dj.Event, j.Conclusion, j.RunnerName)
+			t.Errorf("job %d (%s %s): %s on %s; its log:\n%s", dj.ID, dj.Repo, dj.Event, j.Conclusion, j.RunnerName, j.Log)
 			trail(t, procs, dj.ID, j.RunnerName)
 		}
 		if other, ok := usedBy[j.RunnerName]; ok {
