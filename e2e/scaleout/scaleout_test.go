@@ -475,7 +475,10 @@ func trail(t *testing.T, procs []*proc, id int64, runner string) {
 	runnerField := fmt.Sprintf(`"%s":%q`, logkey.Runner, runner)
 	for _, p := range procs {
 		for line := range strings.SplitSeq(p.stderr.String(), "\n") {
-			if strings.Contains(line, jobField) || (runner != "" && strings.Contains(line, runnerField)) {
+			// A runner refused before any check names no runner: every
+			// refusal is printed (there are none in a good run).
+			refusal := strings.Contains(line, "one-time token refused") || strings.Contains(line, "token store unavailable")
+			if strings.Contains(line, jobField) || (runner != "" && strings.Contains(line, runnerField)) || refusal {
 				t.Logf("%s: %s", p.name, line)
 			}
 		}
