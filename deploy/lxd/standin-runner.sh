@@ -12,12 +12,16 @@
 # when the script is present.
 # Prints the tarball's path on stdout.
 # Usage: standin-runner.sh [OUTDIR]   (default bin/)
-# Environment: STANDIN_RUNNER_VERSION (default below, the one place it is pinned).
+# Environment: STANDIN_RUNNER_VERSION (default: the real runner's version as
+# pinned in deploy/systemd/runner-image.env, the one place it is pinned,
+# with -standin).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${1:-$root/bin}
-version=${STANDIN_RUNNER_VERSION:-2.321.0-standin}
+pinned=$(sed -n 's/^RUNNER_VERSION=//p' "$here/../systemd/runner-image.env")
+[[ -n $pinned ]] || { echo "standin-runner: no RUNNER_VERSION in deploy/systemd/runner-image.env" >&2; exit 1; }
+version=${STANDIN_RUNNER_VERSION:-$pinned-standin}
 case $(uname -m) in
 x86_64) arch=x64 ;;
 aarch64) arch=arm64 ;;
