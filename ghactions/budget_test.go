@@ -21,13 +21,17 @@ import (
 	"github.com/ephemera-ci/ephemera/scaler"
 )
 
-// These tests compress GitHub's clock — its minute lasts a second, its
-// hour a minute — and scale the per-endpoint limit down with it (150
-// points a minute: 30 registrations a second), so that a burst outruns
-// the limit on this machine, under the race detector, without the budget.
+// These tests compress GitHub's clock tenfold — its minute lasts 6 s, its
+// hour 6 minutes — at GitHub's own 900 points a minute per endpoint (180
+// registrations a scaled minute), so that a burst of 200 outruns the limit
+// without the budget. The budget counts a minute in 61 slices and so
+// tolerates a lag between admitting a request and GitHub counting it of
+// under a slice: 100 ms here (1 s in real time). A 60-fold clock (17 ms
+// slices) made that lag, under the race detector on a loaded machine, a
+// test of the machine, not of the budget.
 const (
-	scale  = 60
-	points = 150
+	scale  = 10
+	points = 900
 )
 
 func scaledLimits() githubfake.Limits {
@@ -52,7 +56,7 @@ func replicas(t *testing.T, fake *githubfake.Server, n int, budgeted bool) []*gh
 		if budgeted {
 			bud, err = ghbudget.New(ghbudget.Config{
 				KV: kv, Replica: fmt.Sprintf("replica-%d", i),
-				Minute: time.Minute / scale, Hour: time.Hour / scale, PointsPerMinute: points, MaxWait: 5 * time.Second, LeaseTTL: 10 * time.Second,
+				Minute: time.Minute / scale, Hour: time.Hour / scale, PointsPerMinute: points, MaxWait: 30 * time.Second, LeaseTTL: 10 * time.Second,
 			})
 			if err != nil {
 				t.Fatal(err)

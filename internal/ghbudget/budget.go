@@ -428,7 +428,7 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 	c, known := b.cache[key]
 	b.kvMu.Unlock()
 	fresh := !known
-	for range updateAttempts {
+	for attempt := range updateAttempts {
 		if !known {
 			e, err := b.cfg.KV.Get(ctx, key)
 			switch {
@@ -473,11 +473,15 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			return ctx.Err()
 		}
 		known, fresh = false, false // someone else wrote: read again
-		// Let the writer that won finish its round before trying again.
+		// Let the writer that won finish its round before trying again,
+		// backing off further after each lost round (up to 64 ms, with
+		// jitter) so that writers on many processes spread out instead of
+		// colliding again: a fixed 2 ms let 50 rounds in a row be lost
+		// when KV writes took longer than that (a loaded machine).
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(mrand.Int64N(int64(2 * time.Millisecond)))):
+		case <-time.After(time.Duration(mrand.Int64N(int64(min(time.Millisecond<<min(attempt, 6), 64*time.Millisecond)) + 1))):
 		}
 	}
 	return fmt.Errorf("write github budget %s: %d conflicting writes in a row", inst, updateAttempts)
