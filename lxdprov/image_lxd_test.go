@@ -263,12 +263,13 @@ func TestAliasFamiliesArePrunedAndRolledBack(t *testing.T) {
 }
 
 // execIn runs script with sh in the instance and returns its output and
-// exit status.
+// exit status. Stdout and stderr are copied by goroutines of their own:
+// each gets its own buffer, and the output is stdout then stderr.
 func execIn(t *testing.T, c lxd.InstanceServer, name, script string) (string, int) {
 	t.Helper()
-	var out bytes.Buffer
+	var out, errOut bytes.Buffer
 	done := make(chan bool)
-	op, err := c.ExecInstance(name, api.InstanceExecPost{Command: []string{"/bin/sh", "-c", script}, WaitForWS: true}, &lxd.InstanceExecArgs{Stdout: &out, Stderr: &out, DataDone: done})
+	op, err := c.ExecInstance(name, api.InstanceExecPost{Command: []string{"/bin/sh", "-c", script}, WaitForWS: true}, &lxd.InstanceExecArgs{Stdout: &out, Stderr: &errOut, DataDone: done})
 	if err == nil {
 		err = op.Wait()
 	}
@@ -276,7 +277,7 @@ func execIn(t *testing.T, c lxd.InstanceServer, name, script string) (string, in
 		t.Fatalf("exec in %s: %v", name, err)
 	}
 	<-done
-	return out.String(), int(op.Get().Metadata["return"].(float64))
+	return out.String() + errOut.String(), int(op.Get().Metadata["return"].(float64))
 }
 
 // imageChecks runs in an instance of a built image once its cloud-init is
