@@ -55,6 +55,9 @@ func ack() disposition                { return disposition{kind: dAck} }
 func nak(d time.Duration) disposition { return disposition{kind: dNak, delay: d} }
 func term(reason string) disposition  { return disposition{kind: dTerm, reason: reason} }
 func (d disposition) String() string  { return [...]string{"ack", "nak", "term"}[d.kind] }
+
+// backoff is the delay before the n-th retry after a failure: it
+// doubles from CapacityRetry up to a minute.
 func (s *Scaler) backoff(n uint64) time.Duration {
 	d := s.cfg.CapacityRetry
 	for i := uint64(1); i < n && d < time.Minute; i++ {
@@ -252,7 +255,10 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		} else if !doneAt.IsZero() {
 			claim.Completed, claim.CompletedAt = true, doneAt // owed, but no open claim
 		}
-		if s.slots.used(pool.Name) >= pool.Max {
+		// A slot for this job to try, that no other job here tries: when
+		// none looks free, the job waits without a write.
+		ticket, free := s.slots.reserve(pool.Name, pool.Max, nil)
+		if !free {
 			s.sweepSoon(pool)
 			s.m.jobs.WithLabelValues(pool.Name, "capacity_wait").Inc()
 			if !c.Found {
@@ -273,14 +279,16 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 			rev, err = s.kv.claims.create(ctx, claim)
 		}
 		if isConflict(err) {
+			ticket.release()
 			continue // someone else claimed it just now: look at their claim
 		}
 		if err != nil {
+			ticket.release()
 			log := s.jobLog(ev)
 			log.Warn().Err(err).Msg("claim job")
 			return nak(s.backoff(delivered))
 		}
-		return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
+		return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev, ticket)
 	}
 	return nak(s.cfg.CapacityRetry)
 }
@@ -302,8 +310,9 @@ func (s *Scaler) ignoreQueued(ev jobs.Event, pool config.Pool, action, reason st
 	return ack()
 }
 
-// serveClaim provisions the runner a claim (at revision rev) names.
-func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, claim claimRec, rev uint64) disposition {
+// serveClaim provisions the runner a claim (at revision rev) names, in
+// the slot of ticket when one is given (nil: any free slot).
+func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered uint64, ev jobs.Event, pool config.Pool, claim claimRec, rev uint64, ticket *slotTicket) disposition {
 	log := s.jobLog(ev)
 	since := ev.ReceivedAt
 	if since.IsZero() {
@@ -311,7 +320,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 	}
 	err := s.provision(ctx, provisionReq{
 		pool: pool, name: claim.Runner, jobID: ev.JobID, inst: ev.InstallationID,
-		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() }, claimRev: &rev,
+		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() }, claimRev: &rev, ticket: ticket,
 	})
 	if errors.Is(err, errFenced) {
 		// Taken over while this replica was paused or cut off: the job
@@ -340,7 +349,11 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 			return nak(s.cfg.CapacityRetry)
 		}
 		s.m.jobs.WithLabelValues(pool.Name, "failed").Inc()
-		delay := s.backoff(delivered)
+		// Backed off by the job's provisioning attempts, not its
+		// deliveries: waits for capacity are deliveries too, and a job
+		// that waited long for a slot must not wait a minute more after
+		// its first failure.
+		delay := s.backoff(uint64(max(claim.Attempts, 1)))
 		if errors.Is(err, ErrMisconfigured) {
 			delay = time.Minute
 		}
@@ -437,7 +450,7 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 		return nak(s.cfg.CapacityRetry) // another replica took over first
 	}
 	log.Info().Str(logkey.NewRunner, claim.Runner).Msg("job claim taken over from a claimant past its deadline")
-	return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev)
+	return s.serveClaim(ctx, msg, delivered, ev, pool, claim, rev, nil)
 }
 
 // onInProgress records that a runner took a job.

@@ -94,7 +94,15 @@ func TestThreeReplicasABurstOf300JobsNeverExceedsMax40(t *testing.T) {
 	}
 	// Jobs often start on another job's runner before their own queued
 	// delivery got a slot; that delivery still yields the job's runner.
-	waitFor(t, 30*time.Second, "every job to get its own runner", func() bool { return len(e.jobBoundCreates()) == len(ids) })
+	if !eventually(30*time.Second, func() bool { return len(e.jobBoundCreates()) == len(ids) }) {
+		bound := e.jobBoundCreates()
+		for _, id := range ids {
+			if bound[id] == 0 {
+				t.Logf("job %d has no runner of its own; its claim: %s", id, e.rawClaim(id))
+			}
+		}
+		t.Fatalf("%d of %d jobs got their own runner in 30s", len(bound), len(ids))
+	}
 	for _, id := range ids {
 		if e.prov.JobPeak(id) > 1 {
 			t.Errorf("job %d had %d job-bound runners at once", id, e.prov.JobPeak(id))

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -173,6 +174,31 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// eventually polls cond until it holds (true) or d passes (false).
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// rawClaim is job id's claim record as stored, or why there is none.
+func (e *env) rawClaim(id int64) string {
+	kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketJobs)
+	if err != nil {
+		return err.Error()
+	}
+	v, err := kv.Get(context.Background(), strconv.FormatInt(id, 10))
+	if err != nil {
+		return err.Error()
+	}
+	return string(v.Value())
 }
 
 func (e *env) queue(n int, p config.Pool, d time.Duration) []int64 {

@@ -26,6 +26,8 @@ type provisionReq struct {
 	// claimRev, for a job, is the revision of its claim as this replica
 	// last wrote it; each fence moves it.
 	claimRev *uint64
+	// ticket, when set, is the slot to try first (provision owns it).
+	ticket *slotTicket
 }
 
 // undoTimeout bounds the clean-up of a half-done provisioning.
@@ -37,6 +39,7 @@ const undoTimeout = 30 * time.Second
 // slot and record when the instance could not be deleted, for the
 // reconciler to finish. It returns errPoolFull when no slot is free.
 func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
+	defer r.ticket.release() // when returning before the slot was tried
 	ctx, cancel := context.WithDeadline(ctx, r.deadline)
 	defer cancel()
 	log := s.log.With().Str(logkey.Pool, r.pool.Name).Str(logkey.Runner, r.name).Int64(logkey.Job, r.jobID).Logger()
@@ -83,7 +86,7 @@ func (s *Scaler) provision(ctx context.Context, r provisionReq) (err error) {
 		}
 	}()
 
-	slot, err := s.claimSlot(ctx, r.pool, r.name)
+	slot, err := s.claimSlot(ctx, r.pool, r.name, r.ticket)
 	if err != nil {
 		return err
 	}

@@ -286,7 +286,7 @@ func (s *Scaler) adopt(ctx context.Context, rec runnerRec, log zerolog.Logger) (
 	}
 	rec.Owner = s.cfg.ReplicaID
 	if rec.Slot == "" {
-		slot, err := s.claimSlot(ctx, s.pools[rec.Pool], rec.Name)
+		slot, err := s.claimSlot(ctx, s.pools[rec.Pool], rec.Name, nil)
 		if err != nil {
 			log.Warn().Err(err).Msg("adopt instance: no slot; the pool is over max until it goes")
 		} else {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,14 +26,23 @@ import (
 // errPoolFull: every slot of the pool is taken.
 var errPoolFull = errors.New("pool at max")
 
-// slotView is this replica's view of taken slots, fed by a KV watch.
+// slotView is this replica's view of taken slots, fed by a KV watch, and
+// of the slots its own goroutines are trying to take (pending), so that
+// when a few slots free up, only as many of its waiting jobs as there are
+// free slots go after them, each after a different one: the others wait
+// without a write (a burst at max otherwise sends every waiting job of
+// every replica after the same slot, and the losers' conflicts, at a
+// round trip each, crowd out the winners').
 type slotView struct {
-	mu     sync.Mutex
-	taken  map[string]map[int]bool // pool → slot numbers
-	synced bool
+	mu      sync.Mutex
+	taken   map[string]map[int]bool // pool → slot numbers
+	pending map[string]map[int]bool // pool → slot numbers being tried here
+	synced  bool
 }
 
-func newSlotView() *slotView { return &slotView{taken: map[string]map[int]bool{}} }
+func newSlotView() *slotView {
+	return &slotView{taken: map[string]map[int]bool{}, pending: map[string]map[int]bool{}}
+}
 
 func parseSlotKey(key string) (pool string, n int, ok bool) {
 	i := strings.LastIndexByte(key, '.')
@@ -43,6 +53,19 @@ func parseSlotKey(key string) (pool string, n int, ok bool) {
 	return key[:i], n, err == nil
 }
 
+func mark(m map[string]map[int]bool, pool string, n int, on bool) {
+	if !on {
+		delete(m[pool], n)
+		return
+	}
+	if m[pool] == nil {
+		m[pool] = map[int]bool{}
+	}
+	m[pool][n] = true
+}
+
+// set records what the watch saw. A slot seen taken is no longer pending:
+// whoever here was trying it has won or lost it by then.
 func (v *slotView) set(key string, taken bool) {
 	pool, n, ok := parseSlotKey(key)
 	if !ok {
@@ -50,30 +73,52 @@ func (v *slotView) set(key string, taken bool) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	m := v.taken[pool]
-	if m == nil {
-		m = map[int]bool{}
-		v.taken[pool] = m
-	}
+	mark(v.taken, pool, n, taken)
 	if taken {
-		m[n] = true
-	} else {
-		delete(m, n)
+		mark(v.pending, pool, n, false)
 	}
 }
 
-func (v *slotView) isTaken(pool string, n int) bool {
+// reserve picks a slot of pool below max that looks free, that no
+// goroutine here is trying and that is not in skip, from a random start,
+// and marks it pending.
+func (v *slotView) reserve(pool string, max int, skip map[int]bool) (*slotTicket, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.taken[pool][n]
+	start := rand.IntN(max)
+	for i := range max {
+		n := (start + i) % max
+		if v.taken[pool][n] || v.pending[pool][n] || skip[n] {
+			continue
+		}
+		mark(v.pending, pool, n, true)
+		return &slotTicket{v: v, pool: pool, n: n}, true
+	}
+	return nil, false
 }
 
-// used is how many slots of pool look taken.
-func (v *slotView) used(pool string) int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.taken[pool])
+// slotTicket is a slot this replica is about to try to take.
+type slotTicket struct {
+	v    *slotView
+	pool string
+	n    int
+	done bool
 }
+
+// release gives the ticket back unused, or after losing the slot.
+func (t *slotTicket) release() {
+	if t == nil || t.done {
+		return
+	}
+	t.done = true
+	t.v.mu.Lock()
+	defer t.v.mu.Unlock()
+	mark(t.v.pending, t.pool, t.n, false)
+}
+
+// won ends the ticket of a slot taken: it stays pending until the watch
+// sees it taken, so that nobody here tries it meanwhile.
+func (t *slotTicket) won() { t.done = true }
 
 // watchSlots keeps the view current until ctx ends.
 func (s *Scaler) watchSlots(ctx context.Context) error {
@@ -103,24 +148,32 @@ func (s *Scaler) watchSlots(ctx context.Context) error {
 }
 
 // claimSlot takes a free slot of pool for runner and returns its key, or
-// errPoolFull.
-func (s *Scaler) claimSlot(ctx context.Context, pool config.Pool, runner string) (string, error) {
-	start := rand.IntN(pool.Max)
-	for i := range pool.Max {
-		n := (start + i) % pool.Max
-		if s.slots.isTaken(pool.Name, n) {
-			continue
+// errPoolFull. It tries first the slot of ticket (when the caller
+// reserved one: claimSlot then owns it), then each other slot that looks
+// free and that no goroutine here is trying.
+func (s *Scaler) claimSlot(ctx context.Context, pool config.Pool, runner string, ticket *slotTicket) (string, error) {
+	t0 := s.now()
+	lost := map[int]bool{} // taken by another replica, unseen by the watch yet
+	for tries := 1; ; tries++ {
+		if ticket == nil {
+			var ok bool
+			if ticket, ok = s.slots.reserve(pool.Name, pool.Max, lost); !ok {
+				return "", errPoolFull
+			}
 		}
-		key := slotKey(pool.Name, n)
+		key := slotKey(pool.Name, ticket.n)
 		_, err := s.kv.slots.Create(ctx, key, encode(runner))
 		if err == nil {
+			ticket.won()
 			return key, nil
 		}
+		ticket.release()
+		lost[ticket.n] = true
+		ticket = nil
 		if !isConflict(err) {
-			return "", fmt.Errorf("claim slot %s: %w", key, err)
+			return "", fmt.Errorf("claim slot %s (try %d, %s): %w", key, tries, s.now().Sub(t0).Round(time.Millisecond), err)
 		}
 	}
-	return "", errPoolFull
 }
 
 // fenceSlot confirms that slot key still names runner, rewriting it at
