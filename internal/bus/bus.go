@@ -96,6 +96,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
 		}),
+		// Asynchronous errors are otherwise silent: a slow consumer drops
+		// messages — replies a request then waits for until its deadline,
+		// watch updates — and nothing would say so.
+		nats.ErrorHandler(b.asyncError),
 	}
 	url := cfg.URL
 	if url == "" {
@@ -128,6 +132,25 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.ready.Store(true)
 	return b, nil
+}
+
+// asyncErrorLog samples asynchronous error logs: a slow consumer reports
+// every message it drops.
+var asyncErrorLog = &zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}
+
+// asyncError logs an error the connection met outside any call: a slow
+// consumer (with its subject and how many messages it dropped so far) or
+// a permission violation.
+func (b *Bus) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	log := b.log.Sample(asyncErrorLog)
+	ev := log.Error().Err(err)
+	if sub != nil {
+		ev = ev.Str("subject", sub.Subject)
+		if n, derr := sub.Dropped(); derr == nil {
+			ev = ev.Int("dropped", n)
+		}
+	}
+	ev.Msg("nats: messages lost or refused")
 }
 
 func startEmbedded(cfg Config) (*server.Server, error) {

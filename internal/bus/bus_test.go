@@ -1,6 +1,8 @@
 package bus_test
 
 import (
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,4 +150,59 @@ func TestThreeNodeClusterKeepsTheStreamThroughANodeRestart(t *testing.T) {
 	if info.Config.Replicas != 3 || info.State.Msgs != 2 {
 		t.Errorf("stream: replicas %d, %d messages; want 3 replicas, 2 messages", info.Config.Replicas, info.State.Msgs)
 	}
+}
+
+// A subscription too slow for its messages drops some; the connection
+// says so in the log, with the subject, instead of losing them silently.
+func TestASlowConsumerIsLogged(t *testing.T) {
+	var logged syncBuffer
+	b, err := bus.Open(t.Context(), bus.Config{StoreDir: t.TempDir(), Log: zerolog.New(&logged)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	release := make(chan struct{})
+	sub, err := b.Conn.Subscribe("slow.test", func(*nats.Msg) { <-release })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(release)
+	if err := sub.SetPendingLimits(2, -1); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := b.Conn.Publish("slow.test", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logged.String(), `"subject":"slow.test"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow-consumer log for slow.test; log: %s", logged.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logged.String(), "slow consumer") {
+		t.Errorf("log does not name the slow consumer: %s", logged.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
