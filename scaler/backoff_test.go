@@ -1,6 +1,9 @@
 package scaler_test
 
 import (
+	"context"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +46,49 @@ func TestAFailureAfterLongWaitsForCapacityBacksOffAsAFirstFailure(t *testing.T) 
 	e.succeeded(t, []int64{first[0], second})
 	if n := e.jobBoundCreates()[second]; n != 1 {
 		t.Errorf("second job: %d job-bound runners, want 1", n)
+	}
+	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+}
+
+// A slot lost mid-provisioning while the job's claim is still this
+// replica's (a sweep judged the slot abandoned) is a failure to retry,
+// not a takeover: acking it as one left the job without a runner, its
+// claim "claimed" by a replica that had given up (seen at 1,000 runners).
+func TestASlotLostMidProvisioningWithoutATakeoverIsRetried(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	var once sync.Once
+	e.tokens.OnMint = func(runner string) {
+		once.Do(func() {
+			kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketSlots)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for n := range p.Max {
+				key := p.Name + "." + strconv.Itoa(n)
+				if v, err := kv.Get(context.Background(), key); err == nil && string(v.Value()) == strconv.Quote(runner) {
+					if err := kv.Delete(context.Background(), key); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+			}
+			t.Errorf("no slot names %s", runner)
+		})
+	}
+	r := e.start(e.config())
+	ids := e.queue(1, p, 50*time.Millisecond)
+	waitFor(t, 15*time.Second, "the job to complete", e.allCompleted(ids))
+	e.succeeded(t, ids)
+	if n := e.jobBoundCreates()[ids[0]]; n != 1 {
+		t.Errorf("job-bound runners: %d, want 1", n)
+	}
+	if n := metricSum(t, r.reg, "ephemera_jobs_total", map[string]string{"action": "fenced"}); n != 0 {
+		t.Errorf("jobs_total{action=fenced} = %v: the lost slot was taken for a takeover", n)
+	}
+	if n := metricSum(t, r.reg, "ephemera_jobs_total", map[string]string{"action": "failed"}); n != 1 {
+		t.Errorf("jobs_total{action=failed} = %v, want 1 (the attempt that lost its slot)", n)
 	}
 	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
 }

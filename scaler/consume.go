@@ -142,7 +142,9 @@ func (s *Scaler) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("answer jetstream")
+		return
 	}
+	log.Debug().Uint64(logkey.Delivered, delivered).Dur(logkey.RetryIn, d.delay).Msg("job message handled")
 }
 
 func (s *Scaler) decide(ctx context.Context, msg jetstream.Msg, delivered uint64, ev *jobs.Event) disposition {
@@ -323,11 +325,18 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		since: since, deadline: claim.Deadline, heartbeat: func() { _ = msg.InProgress() }, claimRev: &rev, ticket: ticket,
 	})
 	if errors.Is(err, errFenced) {
-		// Taken over while this replica was paused or cut off: the job
-		// is another replica's now, and what was done here is undone.
-		s.m.jobs.WithLabelValues(pool.Name, "fenced").Inc()
-		log.Warn().Err(err).Msg("job taken over by another replica mid-provisioning; undone here")
-		return ack()
+		if cur, still := s.stillClaimed(ctx, ev.JobID, claim.Runner); still {
+			// Nobody took the job over: the slot went (a sweep judged it
+			// abandoned). The job still needs its runner: a failure.
+			claim, rev = cur.Val, cur.Rev
+		} else {
+			// Taken over while this replica was paused or cut off: the
+			// job is another replica's now, and what was done here is
+			// undone.
+			s.m.jobs.WithLabelValues(pool.Name, "fenced").Inc()
+			log.Warn().Err(err).Msg("job taken over by another replica mid-provisioning; undone here")
+			return ack()
+		}
 	}
 	if err != nil {
 		// Give the claim back so that the next delivery, anywhere, starts afresh.
@@ -400,6 +409,20 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 	}
 	s.m.jobs.WithLabelValues(pool.Name, "provisioned").Inc()
 	return ack()
+}
+
+// stillClaimed reports whether job's claim still names runner as this
+// replica's, being provisioned, and returns it. An unreadable claim
+// counts as taken over: the reconciler serves a claim left behind.
+func (s *Scaler) stillClaimed(ctx context.Context, job int64, runner string) (entry[claimRec], bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	cur, err := s.kv.claims.get(ctx, job)
+	if err != nil || !cur.Found {
+		return cur, false
+	}
+	c := cur.Val
+	return cur, c.State == claimClaimed && c.Owner == s.cfg.ReplicaID && c.Runner == runner
 }
 
 // takeOver continues a job whose claimant is past its deadline: it adopts

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -31,10 +32,12 @@ type TokenMinter interface {
 
 // JetStream is what the scaler uses of a JetStream context, nats.go's
 // role interfaces: its key-value buckets, and the shared consumer on the
-// job stream. A jetstream.JetStream is one.
+// job stream; and the connection, for reads the buckets' stream leaders
+// answer (bus.LeaderReads). A jetstream.JetStream is one.
 type JetStream interface {
 	jetstream.KeyValueManager
 	jetstream.StreamConsumerManager
+	Conn() *nats.Conn
 }
 
 var _ JetStream = jetstream.JetStream(nil)
@@ -206,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Scaler, error) {
 	if s.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
-	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.Replicas, s.leaseTTL(), cfg.LivenessTTL); err != nil {
+	if s.kv, err = openStores(ctx, cfg.JetStream, cfg.JetStream.Conn(), cfg.Replicas, s.leaseTTL(), cfg.LivenessTTL); err != nil {
 		return nil, err
 	}
 	if s.cons, err = ensureConsumer(ctx, cfg.JetStream, cfg); err != nil {

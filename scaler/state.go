@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
 )
 
 // KV buckets. All state is here: any replica may crash at any moment and
@@ -47,7 +50,11 @@ type stores struct {
 	alive                     jetstream.KeyValue // liveness.go
 }
 
-func openStores(ctx context.Context, js jetstream.KeyValueManager, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
+// openStores creates or updates the scaler's buckets. Their reads are
+// answered by each bucket's stream leader (nc): decisions are made on
+// what was read — a slot or claim this replica wrote a moment ago must
+// not read as missing because a follower answered (bus.LeaderReads).
+func openStores(ctx context.Context, js jetstream.KeyValueManager, nc *nats.Conn, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
 	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, TTL: ttl, Replicas: replicas, Storage: jetstream.FileStorage, History: 1,
@@ -55,7 +62,7 @@ func openStores(ctx context.Context, js jetstream.KeyValueManager, replicas int,
 		if err != nil {
 			return nil, fmt.Errorf("scaler: bucket %s: %w", name, err)
 		}
-		return kv, nil
+		return bus.LeaderReads(nc, kv), nil
 	}
 	var st stores
 	var err error

@@ -32,11 +32,13 @@ type scenario struct {
 	waitFor time.Duration
 }
 
-func (s scenario) wait() time.Duration {
+// wait is how long to wait for every job to start under o, the
+// options with their defaults filled in (s.opt's TimeScale may be 0).
+func (s scenario) wait(o Options) time.Duration {
 	if s.waitFor > 0 {
 		return s.waitFor
 	}
-	return 3*time.Minute + s.opt.scaled(5*time.Minute)
+	return 3*time.Minute + o.scaled(5*time.Minute)
 }
 
 // run runs s and reports its figures on b.
@@ -75,7 +77,7 @@ func (s scenario) run(b *testing.B) {
 		queuedFor := time.Since(start)
 		// A job that never starts is reported (jobs-not-started), with what
 		// happened to it, not hidden: the run's other figures still count.
-		everyJob := h.WaitStarted(s.jobs, s.wait())
+		everyJob := h.WaitStarted(s.jobs, s.wait(o))
 		allStarted := time.Since(start)
 		b.StopTimer()
 		h.logLate(b, 20*o.scaled(time.Minute)/10)
@@ -83,7 +85,7 @@ func (s scenario) run(b *testing.B) {
 		if !everyJob {
 			// Reported (jobs-not-started, aim 0), not failed: a failed
 			// benchmark prints none of its figures.
-			b.Logf("%d of %d jobs did not start in %s", notStarted, s.jobs, s.wait())
+			b.Logf("%d of %d jobs did not start in %s", notStarted, s.jobs, s.wait(o))
 		}
 		byKind, total, limited := h.GitHubRequests()
 		n1 := h.NATSCounts(b)

@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -12,11 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/e2e/scale/standin"
@@ -24,6 +29,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/demo"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
+	"github.com/ephemera-ci/ephemera/scaler"
 )
 
 // Options shape one harness.
@@ -38,6 +44,9 @@ type Options struct {
 	// stand-in enforces limits, so are its windows). Figures of a run
 	// with TimeScale ≠ 1 are labelled scaled. Default 1.
 	TimeScale float64
+	// Debug logs every job message each replica handles (EPHEMERA_SCALE_DEBUG=1
+	// sets it for every scenario), for logLate to print.
+	Debug bool
 	// Interval, BootstrapTimeout, IdleGrace: the reconcile settings in
 	// unscaled time; defaults 30s, 10m, 2m (the configuration's).
 	Interval, BootstrapTimeout, IdleGrace time.Duration
@@ -65,6 +74,9 @@ func (o *Options) defaults() {
 	if o.TimeScale <= 0 {
 		o.TimeScale = 1
 	}
+	if os.Getenv("EPHEMERA_SCALE_DEBUG") == "1" {
+		o.Debug = true
+	}
 	if o.Interval == 0 {
 		o.Interval = 30 * time.Second
 	}
@@ -82,8 +94,12 @@ func (o *Options) defaults() {
 	}
 }
 
-// scaled is d on the run's clock.
+// scaled is d on the run's clock (a TimeScale not set yet is 1: dividing
+// by 0 made an infinite duration, converted to a negative one).
 func (o *Options) scaled(d time.Duration) time.Duration {
+	if o.TimeScale <= 0 {
+		return d
+	}
 	return time.Duration(float64(d) / o.TimeScale)
 }
 
@@ -152,8 +168,12 @@ func Start(t testing.TB, opt Options) *Harness {
 // StartScaler starts one more scaler replica.
 func (h *Harness) StartScaler(name string) *proc {
 	metrics := e2etest.FreePort(h.t)
+	level := "warn"
+	if h.opt.Debug {
+		level = "debug"
+	}
 	return h.start(name, replicaBin, metrics, "--config", h.writeConfig(name, "127.0.0.1:0", metrics),
-		"--standin", h.sURL)
+		"--standin", h.sURL, "--log-level", level)
 }
 
 // writeConfig writes the configuration of one process.
@@ -354,13 +374,7 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 			}
 		}
 		t.Logf("  job status %s %s; %d idle online runners with its labels", j.Status, j.Conclusion, idle)
-		for _, p := range append(h.Scalers, h.Webhook) {
-			for line := range strings.SplitSeq(p.stderr.String(), "\n") {
-				if strings.Contains(line, fmt.Sprintf(":%d,", j.ID)) || strings.Contains(line, fmt.Sprintf(":%d}", j.ID)) {
-					t.Logf("  %s: %s", p.name, line)
-				}
-			}
-		}
+		h.logJob(t, j.ID)
 	}
 	if n > 0 {
 		t.Logf("%d jobs waited longer than %s", n, d)
@@ -377,9 +391,47 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 		}
 		if m++; m <= 10 {
 			t.Logf("job %d: no runner was ever asked for; deliveries %v", id, deliveries[id])
+			h.logJob(t, id)
 		}
 	}
 	if m > 0 {
 		t.Logf("%d jobs had no runner asked for", m)
 	}
+}
+
+// logJob logs job id's stored claim and every log line of the webhook
+// receiver and the scalers that names it.
+func (h *Harness) logJob(t testing.TB, id int64) {
+	t.Logf("  claim: %s", h.storedClaim(id))
+	for _, p := range append(h.Scalers, h.Webhook) {
+		for line := range strings.SplitSeq(p.stderr.String(), "\n") {
+			if strings.Contains(line, fmt.Sprintf(":%d,", id)) || strings.Contains(line, fmt.Sprintf(":%d}", id)) {
+				t.Logf("  %s: %s", p.name, line)
+			}
+		}
+	}
+}
+
+// storedClaim is job id's claim record as stored, or why it cannot be read.
+func (h *Harness) storedClaim(id int64) string {
+	nc, err := nats.Connect(h.Cluster.URL())
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, scaler.BucketJobs)
+	if err != nil {
+		return err.Error()
+	}
+	e, err := kv.Get(ctx, strconv.FormatInt(id, 10))
+	if err != nil {
+		return err.Error()
+	}
+	return string(e.Value())
 }

@@ -29,6 +29,7 @@ const (
 	PreviousOwner = "previous_owner"
 	NewRunner     = "new_runner"
 	RetryIn       = "retry_in"
+	Delivered     = "delivered" // how many times JetStream delivered a message
 	Redeliveries  = "redeliveries"
 	// min_idle: auto's sizing.
 	MinIdle   = "min_idle"

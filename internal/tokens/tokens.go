@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
@@ -48,10 +47,10 @@ type Config struct {
 
 // Store mints and consumes one-time tokens.
 type Store struct {
-	kv  jetstream.KeyValue
-	nc  *nats.Conn
-	ttl time.Duration
-	now func() time.Time
+	kv     jetstream.KeyValue
+	leader jetstream.KeyValue // kv, with reads answered by the stream leader
+	ttl    time.Duration
+	now    func() time.Time
 }
 
 // record is what the bucket holds under a token's hash.
@@ -82,7 +81,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	return &Store{kv: kv, nc: cfg.Bus.Conn, ttl: cfg.TTL, now: cfg.Now}, nil
+	return &Store{kv: kv, leader: bus.LeaderReads(cfg.Bus.Conn, kv), ttl: cfg.TTL, now: cfg.Now}, nil
 }
 
 // Mint creates a token bound to runnerName and valid for the TTL.
@@ -231,64 +230,14 @@ func (s *Store) read(ctx context.Context, k string, fresh bool) ([]byte, uint64,
 			return nil, 0, err
 		}
 	}
-	val, rev, err := s.leaderGet(ctx, k)
+	e, err := s.leader.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrUnknownToken
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("confirm with the stream leader: %w", err)
 	}
-	if val == nil {
-		return nil, 0, ErrUnknownToken
-	}
-	return val, rev, nil
-}
-
-// leaderGet reads the last message of key k's subject through the
-// stream's message-get API, which only the stream leader answers. It
-// returns a nil value when the key holds nothing or was deleted or
-// purged.
-func (s *Store) leaderGet(ctx context.Context, k string) ([]byte, uint64, error) {
-	req, err := json.Marshal(struct {
-		LastBySubject string `json:"last_by_subj"`
-	}{"$KV." + Bucket + "." + k})
-	if err != nil {
-		return nil, 0, err
-	}
-	msg, err := s.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET.KV_"+Bucket, req)
-	if err != nil {
-		return nil, 0, err
-	}
-	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Seq     uint64 `json:"seq"`
-			Headers []byte `json:"hdrs"`
-			Data    []byte `json:"data"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, 0, fmt.Errorf("decode message-get answer: %w", err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
-		return nil, 0, nil
-	case resp.Error != nil:
-		return nil, 0, fmt.Errorf("message get: %s (code %d)", resp.Error.Description, resp.Error.ErrCode)
-	case resp.Message == nil:
-		return nil, 0, errors.New("message get: empty answer")
-	}
-	if len(resp.Message.Headers) > 0 {
-		hdr, err := nats.DecodeHeadersMsg(resp.Message.Headers)
-		if err != nil {
-			return nil, 0, fmt.Errorf("decode message headers: %w", err)
-		}
-		if op := hdr.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, nil
-		}
-	}
-	return resp.Message.Data, resp.Message.Seq, nil
+	return e.Value(), e.Revision(), nil
 }
 
 // WellFormed reports whether token has the shape of a one-time token.

@@ -45,10 +45,16 @@ func main() {
 	cfgPath := flag.String("config", "", "ephemera configuration file")
 	standinURL := flag.String("standin", "", "the provisioner stand-in's base URL")
 	concurrency := flag.Int("concurrency", 0, "scaler Concurrency (0: the scaler's default)")
+	level := flag.String("log-level", "warn", "log level: debug logs every job message handled")
 	flag.Parse()
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "replica: --log-level:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(zerolog.WarnLevel)
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(lvl)
 	if err := run(ctx, *cfgPath, *standinURL, *concurrency, log); err != nil {
 		fmt.Fprintln(os.Stderr, "replica:", err)
 		os.Exit(1)
