@@ -44,10 +44,15 @@
 //     BucketSlots, with kv.Create, which only one writer wins. A slot is
 //     held from before the registration until the instance is gone from
 //     the provisioner, powering-off instances included, so instances plus
-//     creates in flight never exceed max, across all replicas. A full pool
-//     marks the claim "waiting" (for `ephemera status`) and naks the
-//     message with CapacityRetry; a replica that finds a pool full asks for
-//     a sweep that frees the slots of vanished instances at once.
+//     creates in flight never exceed max, across all replicas. Each
+//     replica hands a slot that looks free (its watch of the bucket) to
+//     one waiting job at a time, before the job is claimed, so that when a
+//     few slots free up only as many of its jobs go after them, each after
+//     another one. A job with no such slot — a full pool — marks its claim
+//     "waiting" (for `ephemera status`) and naks the message with
+//     CapacityRetry, without any other write; a replica that finds a pool
+//     full asks for a sweep that frees the slots of vanished instances at
+//     once.
 //  3. records the runner (BucketRunners), mints its policy token,
 //     JIT-registers it (a few retries under the same name; a 409 after a
 //     lost answer is resolved by removing the stale registration), and
@@ -57,10 +62,17 @@
 // A failure undoes what was done, in reverse and GitHub first: the
 // registration, then the instance (a runner that took a job meanwhile is
 // kept, and the provisioning counts as done), the record, the slot; the
-// claim goes back to waiting and the message is naked with backoff (a
-// rate limit waits out GitHub's Retry-After). A message that can never be
+// claim goes back to waiting and the message is naked with backoff,
+// doubling with the claim's provisioning attempts (not its deliveries:
+// waits for capacity are no failures), up to a minute; a rate limit waits
+// out GitHub's Retry-After. A message that can never be
 // processed (not JSON, unknown version or pool) is terminated with a
 // reason, logged and counted.
+//
+// Decisions rest on what the buckets say, so every read of a scaler
+// bucket is answered by its stream's leader (bus.LeaderReads): a
+// replicated bucket's follower may not have applied a write yet, and a
+// slot or claim written a moment ago must not read as missing.
 //
 // A claimant that dies, or is paused or cut off, mid-way leaves its claim
 // "claimed". Each replica keeps a liveness key in BucketAlive (TTL
@@ -73,7 +85,9 @@
 // it and provisions afresh. A claimant that wakes up is fenced out: right
 // before its JIT registration and its instance create it re-checks, by
 // compare-and-set on its slot and its claim, that both still name its
-// runner, and undoes otherwise. The window that remains — a pause inside
+// runner, and undoes otherwise; when only the slot is lost and the claim
+// is still its own, nobody took over, and the job is retried as after a
+// failure. The window that remains — a pause inside
 // the create call itself — and how it is closed are described in
 // liveness.go: the claimant's own check when it marks the claim
 // provisioned, and the reconciler's removal of any job-bound instance
