@@ -1,18 +1,17 @@
 package policy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/syncbuf"
 	"github.com/ephemera-ci/ephemera/policy"
 )
 
@@ -249,7 +248,7 @@ func TestReadyWhileTheBusIsUp(t *testing.T) {
 // A runner refused for its token fails its job with no other trace in
 // ephemera: the refusal is logged, with the path and never the token.
 func TestARefusedTokenIsLoggedWithoutTheToken(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	e := newEnv(t, func(c *policy.Config) { c.Log = zerolog.New(&buf) })
 	tok := strings.Repeat("cd", 32)
 	code, _ := do(t, e.srv.URL, http.MethodPost, "/check-run", tok, "application/json", `{}`)
@@ -263,22 +262,4 @@ func TestARefusedTokenIsLoggedWithoutTheToken(t *testing.T) {
 	if strings.Contains(out, tok) {
 		t.Errorf("the log holds the refused token: %q", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

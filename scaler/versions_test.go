@@ -1,7 +1,6 @@
 package scaler_test
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/syncbuf"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/scaler"
 	"github.com/ephemera-ci/ephemera/scaler/scalertest"
@@ -42,24 +42,6 @@ func (p *imagedProv) pin(pool, v string) {
 	p.versions[pool] = v
 }
 
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func poolStatus(t *testing.T, e *env) scaler.PoolStatus {
 	t.Helper()
 	st, err := scaler.ReadStatus(context.Background(), e.bus.JS, e.pools)
@@ -72,7 +54,7 @@ func poolStatus(t *testing.T, e *env) scaler.PoolStatus {
 func TestAnImagePinningAnOlderRunnerThanGitHubListsIsReported(t *testing.T) {
 	e := newEnv(t, pool("small", 0, 2))
 	prov := &imagedProv{Provisioner: e.prov, versions: map[string]string{"small": "2.320.0"}}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(scaler.NewStatusCollector(e.bus.JS, e.pools, zerolog.Nop())); err != nil {
 		t.Fatal(err)

@@ -2,38 +2,19 @@ package webhook_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/syncbuf"
 	"github.com/ephemera-ci/ephemera/webhook"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestLogsHoldNoSecretOrPayload sends deliveries that end in every kind of
 // outcome, with a marker in the payload, and checks the log: one line per
@@ -43,7 +24,7 @@ func TestLogsHoldNoSecretOrPayload(t *testing.T) {
 		secret = "hunter2-webhook-secret-do-not-log"
 		marker = "PAYLOAD-MARKER-7d1f3c"
 	)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	pub := &fakePublisher{}
 	h, err := webhook.New(webhook.Config{
 		Secrets:   []config.Secret{config.NewSecret(secret)},

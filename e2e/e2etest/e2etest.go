@@ -4,7 +4,6 @@
 package e2etest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
+
+	"github.com/ephemera-ci/ephemera/internal/syncbuf"
 )
 
 // StandinImage is the LXD image with the stand-in runner
@@ -156,19 +157,4 @@ func FreePort(t testing.TB) string {
 }
 
 // SyncBuffer is a bytes.Buffer a process writes while the test reads it.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type SyncBuffer = syncbuf.Buffer

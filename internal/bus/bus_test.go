@@ -2,7 +2,6 @@ package bus_test
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
 	"github.com/ephemera-ci/ephemera/internal/jobs"
+	"github.com/ephemera-ci/ephemera/internal/syncbuf"
 )
 
 func TestEmbeddedServerKeepsTheStreamOnDisk(t *testing.T) {
@@ -155,7 +155,7 @@ func TestThreeNodeClusterKeepsTheStreamThroughANodeRestart(t *testing.T) {
 // A subscription too slow for its messages drops some; the connection
 // says so in the log, with the subject, instead of losing them silently.
 func TestASlowConsumerIsLogged(t *testing.T) {
-	var logged syncBuffer
+	var logged syncbuf.Buffer
 	b, err := bus.Open(t.Context(), bus.Config{StoreDir: t.TempDir(), Log: zerolog.New(&logged)})
 	if err != nil {
 		t.Fatal(err)
@@ -188,21 +188,4 @@ func TestASlowConsumerIsLogged(t *testing.T) {
 	if !strings.Contains(logged.String(), "slow consumer") {
 		t.Errorf("log does not name the slow consumer: %s", logged.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
