@@ -135,6 +135,15 @@ func TestStoppedInstanceIsGone(t *testing.T) {
 	if err := p.Create(t.Context(), spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
+	// The test image's init is a shell script that traps the stop signal;
+	// PID 1 drops a signal it has no handler for yet, so a stop sent
+	// before the trap (Create returns once init was started, not once it
+	// ran) waits out its whole timeout and fails. lo comes up after the
+	// trap: wait for that.
+	waitfor.True(t, 30*time.Second, "the instance's init to be up (lo up)", func() bool {
+		st, _, err := lxdtest.Client(t).GetInstanceState(spec.Name)
+		return err == nil && st.Network["lo"].State == "up"
+	})
 	// A clean stop, as when the runner exits and the machine powers off.
 	op, err := lxdtest.Client(t).UpdateInstanceState(spec.Name, api.InstanceStatePut{Action: "stop", Timeout: 30}, "")
 	if err == nil {
