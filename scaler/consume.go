@@ -417,7 +417,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 func (s *Scaler) stillClaimed(ctx context.Context, job int64, runner string) (entry[claimRec], bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
-	cur, err := s.kv.claims.get(ctx, job)
+	cur, err := s.kv.leaderClaims.get(ctx, job) // a follower may lag
 	if err != nil || !cur.Found {
 		return cur, false
 	}

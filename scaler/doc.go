@@ -69,10 +69,10 @@
 // processed (not JSON, unknown version or pool) is terminated with a
 // reason, logged and counted.
 //
-// Decisions rest on what the buckets say, so every read of a scaler
-// bucket is answered by its stream's leader (bus.LeaderReads): a
-// replicated bucket's follower may not have applied a write yet, and a
-// slot or claim written a moment ago must not read as missing.
+// Reads are direct gets, which a replicated bucket's follower may answer
+// before it applied a write; where a stale answer would drop work — a
+// fence that finds its own slot or claim gone — the stream's leader
+// confirms it (bus.LeaderReads).
 //
 // A claimant that dies, or is paused or cut off, mid-way leaves its claim
 // "claimed". Each replica keeps a liveness key in BucketAlive (TTL

@@ -126,6 +126,11 @@ func (s *Scaler) fence(ctx context.Context, r provisionReq, slot string) error {
 		return nil
 	}
 	rev, own, err := s.kv.claims.fence(ctx, r.jobID, r.name, s.cfg.ReplicaID, s.now())
+	if err == nil && !own {
+		// Confirmed by the stream leader: a lagging follower may answer
+		// with the claim as it was before this replica claimed it.
+		rev, own, err = s.kv.leaderClaims.fence(ctx, r.jobID, r.name, s.cfg.ReplicaID, s.now())
+	}
 	if err != nil {
 		return fmt.Errorf("fence claim %d: %w", r.jobID, err)
 	}

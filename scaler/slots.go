@@ -180,24 +180,29 @@ func (s *Scaler) claimSlot(ctx context.Context, pool config.Pool, runner string,
 // its revision so that a release of it as abandoned, at the revision it
 // saw, fails.
 func (s *Scaler) fenceSlot(ctx context.Context, key, runner string) (bool, error) {
-	e, err := s.kv.slots.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
+	// A direct read first; "gone" or "not ours" is confirmed by the stream
+	// leader, since a lagging follower may not have the slot yet.
+	for _, kv := range []jetstream.KeyValue{s.kv.slots, s.kv.leaderSlots} {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("fence slot %s: %w", key, err)
+		}
+		if string(e.Value()) != string(encode(runner)) {
+			continue
+		}
+		_, err = s.kv.slots.Update(ctx, key, e.Value(), e.Revision())
+		if isConflict(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("fence slot %s: %w", key, err)
+		}
+		return true, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("fence slot %s: %w", key, err)
-	}
-	if string(e.Value()) != string(encode(runner)) {
-		return false, nil
-	}
-	_, err = s.kv.slots.Update(ctx, key, e.Value(), e.Revision())
-	if isConflict(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("fence slot %s: %w", key, err)
-	}
-	return true, nil
+	return false, nil
 }
 
 // releaseSlot frees key if it still names runner.

@@ -48,12 +48,18 @@ type stores struct {
 	runners                   runnerStore
 	slots, leader, meta, done jetstream.KeyValue
 	alive                     jetstream.KeyValue // liveness.go
+	// leaderSlots and leaderClaims read from the stream leader: for
+	// confirming a fence that failed on a direct read.
+	leaderSlots  jetstream.KeyValue
+	leaderClaims claimStore
 }
 
-// openStores creates or updates the scaler's buckets. Their reads are
-// answered by each bucket's stream leader (nc): decisions are made on
-// what was read — a slot or claim this replica wrote a moment ago must
-// not read as missing because a follower answered (bus.LeaderReads).
+// openStores creates or updates the scaler's buckets. Reads are direct
+// gets, which a lagging follower may answer; where a stale answer would
+// drop work — a fence that finds its own slot or claim gone — it is
+// confirmed by the stream leader (leaderSlots, leaderClaims; see
+// bus.LeaderReads). Reading everything from the leader put every read on
+// the JetStream API queue and, under load, timed provisionings out.
 func openStores(ctx context.Context, js jetstream.KeyValueManager, nc *nats.Conn, replicas int, leaseTTL, livenessTTL time.Duration) (*stores, error) {
 	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -62,7 +68,7 @@ func openStores(ctx context.Context, js jetstream.KeyValueManager, nc *nats.Conn
 		if err != nil {
 			return nil, fmt.Errorf("scaler: bucket %s: %w", name, err)
 		}
-		return bus.LeaderReads(nc, kv), nil
+		return kv, nil
 	}
 	var st stores
 	var err error
@@ -75,6 +81,8 @@ func openStores(ctx context.Context, js jetstream.KeyValueManager, nc *nats.Conn
 	if st.slots, err = mk(BucketSlots, "ephemera pool slots: one per instance, at most max per pool", 0); err != nil {
 		return nil, err
 	}
+	st.leaderSlots = bus.LeaderReads(nc, st.slots)
+	st.leaderClaims = claimStore{kv: bus.LeaderReads(nc, st.claims.kv)}
 	if st.leader, err = mk(BucketLeader, "ephemera reconciler leader lease", leaseTTL); err != nil {
 		return nil, err
 	}
