@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 )
 
 var tokenRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -94,7 +95,7 @@ func TestThreeReplicasABurstOf300JobsNeverExceedsMax40(t *testing.T) {
 	}
 	// Jobs often start on another job's runner before their own queued
 	// delivery got a slot; that delivery still yields the job's runner.
-	if !eventually(30*time.Second, func() bool { return len(e.jobBoundCreates()) == len(ids) }) {
+	if waitfor.Within(30*time.Second, func() bool { return len(e.jobBoundCreates()) == len(ids) }) != nil {
 		bound := e.jobBoundCreates()
 		for _, id := range ids {
 			if bound[id] == 0 {

@@ -176,18 +176,6 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// eventually polls cond until it holds (true) or d passes (false).
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // rawClaim is job id's claim record as stored, or why there is none.
 func (e *env) rawClaim(id int64) string {
 	kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketJobs)
