@@ -173,8 +173,8 @@ func shortKind(kind string) string {
 const jobHour = time.Hour
 
 // BenchmarkScaleGrowth fills 20 pools with 100, 1,000 and 3,000 runners
-// as fast as the machine lets it (no JIT limiter, the stand-in's limits
-// off), then watches five reconcile passes over them (interval 5 s):
+// as fast as the machine lets it (the request budget and the stand-in's
+// limits off), then watches five reconcile passes over them (interval 5 s):
 // how reconcile time, its GitHub requests, NATS operations and each
 // replica's CPU and memory grow with the number of runners.
 func BenchmarkScaleGrowth(b *testing.B) {
@@ -190,21 +190,22 @@ func BenchmarkScaleGrowth(b *testing.B) {
 
 // BenchmarkScaleCeiling queues jobs at GitHub's ceiling — 5,000
 // requests an hour at 1.2 requests a job is 69 jobs a minute — across 20
-// pools until 1,000 long jobs run at once. Real time would take 15
-// minutes, so the clock (provider latencies, reconcile timings, the JIT
-// limiter and, once it enforces them, the stand-in's limits) runs ten
-// times faster: its figures are labelled scaled-x10.
+// pools until 1,000 long jobs run at once, the GitHub stand-in enforcing
+// GitHub's limits. Real time would take 15 minutes, so the clock
+// (provider latencies, reconcile timings, the request budget's windows
+// and the stand-in's limits) runs ten times faster: its figures are
+// labelled scaled-x10.
 func BenchmarkScaleCeiling(b *testing.B) {
 	b.Run("scaled-x10", func(b *testing.B) {
 		scenario{
-			opt:  Options{TimeScale: 10, Seed: 2},
+			opt:  Options{TimeScale: 10, GitHubLimits: true, Seed: 2},
 			jobs: 1000, rate: 5000.0 / 3600 / 1.2, duration: 10 * jobHour, quiet: 3,
 		}.run(b)
 	})
 }
 
 // BenchmarkScaleUnlimited is the ceiling scenario with every limit off
-// (no JIT limiter, no stand-in limits) at the highest arrival rate this
+// (no request budget to speak of, no stand-in limits) at the highest arrival rate this
 // machine sustained, in real time: 1,000 jobs at 20 a second.
 func BenchmarkScaleUnlimited(b *testing.B) {
 	scenario{
@@ -214,14 +215,15 @@ func BenchmarkScaleUnlimited(b *testing.B) {
 }
 
 // BenchmarkScaleBurst queues 1,000 jobs within one second, with LXD's
-// latencies and with a VM's 10–20 s boot; the clock runs ten times faster
-// (scaled-x10), so GitHub's per-minute limits are a sixth of a real
-// minute here.
+// latencies and with a VM's 10–20 s boot, the GitHub stand-in enforcing
+// GitHub's limits; the clock runs ten times faster (scaled-x10), so
+// GitHub's minute is six seconds here. The budget lets about 177
+// registrations through a minute (900 points at 5 each, less a slice).
 func BenchmarkScaleBurst(b *testing.B) {
 	for _, p := range []standin.Profile{standin.LXDContainer(), standin.VM()} {
 		b.Run(p.Name+"/scaled-x10", func(b *testing.B) {
 			scenario{
-				opt:  Options{TimeScale: 10, Profile: p, Seed: 4},
+				opt:  Options{TimeScale: 10, Profile: p, GitHubLimits: true, Seed: 4},
 				jobs: 1000, duration: 10 * jobHour,
 			}.run(b)
 		})
@@ -234,7 +236,7 @@ func BenchmarkScaleBurst(b *testing.B) {
 func BenchmarkScaleReplicaKilled(b *testing.B) {
 	b.Run("scaled-x10", func(b *testing.B) {
 		scenario{
-			opt:  Options{TimeScale: 10, Seed: 5},
+			opt:  Options{TimeScale: 10, GitHubLimits: true, Seed: 5},
 			jobs: 1000, duration: 10 * jobHour, killAt: 300,
 		}.run(b)
 	})

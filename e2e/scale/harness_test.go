@@ -39,11 +39,16 @@ type Options struct {
 	MinIdle  int // per pool
 	Replicas int // scaler processes; default 3
 	Profile  standin.Profile
-	// TimeScale compresses the clock: provider latencies, job durations
-	// and the reconcile timings are divided by it (and, once the GitHub
-	// stand-in enforces limits, so are its windows). Figures of a run
-	// with TimeScale ≠ 1 are labelled scaled. Default 1.
+	// TimeScale compresses the clock: provider latencies, job durations,
+	// the reconcile timings, the GitHub request budget's windows and
+	// max_wait, and the GitHub stand-in's limits are divided by it.
+	// Figures of a run with TimeScale ≠ 1 are labelled scaled. Default 1.
 	TimeScale float64
+	// GitHubLimits makes the GitHub stand-in enforce GitHub's documented
+	// limits (githubfake.GitHubLimits) on the run's clock: 5,000
+	// requests an hour per installation, 100 in flight, 900 points a
+	// minute per endpoint, refused with 403 and Retry-After.
+	GitHubLimits bool
 	// Debug logs every job message each replica handles (EPHEMERA_SCALE_DEBUG=1
 	// sets it for every scenario), for logLate to print.
 	Debug bool
@@ -51,9 +56,9 @@ type Options struct {
 	// unscaled time; defaults 30s, 10m, 2m (the configuration's).
 	Interval, BootstrapTimeout, IdleGrace time.Duration
 	// PointsPerMinute is the shared GitHub request budget per endpoint
-	// (github.budget.points_per_minute) in unscaled time (it is
-	// multiplied by TimeScale); 0: GitHub's 900; negative: no budget to
-	// speak of (a million points a minute).
+	// (github.budget.points_per_minute) a minute of the run's clock (a
+	// minute/TimeScale of real time); 0: GitHub's 900; negative: no
+	// budget to speak of (a million points a minute).
 	PointsPerMinute int
 	Seed            uint64
 }
@@ -136,6 +141,11 @@ func Start(t testing.TB, opt Options) *Harness {
 	}
 	t.Cleanup(fake.Close)
 	h.Fake = fake
+	if opt.GitHubLimits {
+		l := githubfake.GitHubLimits()
+		l.TimeScale = opt.TimeScale
+		fake.SetLimits(l)
+	}
 
 	h.Standin, err = standin.New(standin.Config{
 		Profile: opt.Profile.Scaled(opt.TimeScale),
@@ -173,7 +183,7 @@ func (h *Harness) StartScaler(name string) *proc {
 		level = "debug"
 	}
 	return h.start(name, replicaBin, metrics, "--config", h.writeConfig(name, "127.0.0.1:0", metrics),
-		"--standin", h.sURL, "--log-level", level)
+		"--standin", h.sURL, "--log-level", level, "--time-scale", strconv.FormatFloat(h.opt.TimeScale, 'g', -1, 64))
 }
 
 // writeConfig writes the configuration of one process.
@@ -183,8 +193,8 @@ func (h *Harness) writeConfig(name, webhook, metrics string) string {
 	// Runners never call the policy service here (no pre-job hook runs).
 	fmt.Fprintf(&b, "webhook: { listen: %q }\npolicy: { url: \"http://127.0.0.1:9\" }\nmetrics: { listen: %q }\n", webhook, metrics)
 	fmt.Fprintf(&b, "nats: { url: %q, replicas: 3 }\n", h.Cluster.URL())
-	fmt.Fprintf(&b, "github: { api_url: %q, app_id: 1, installation_id: 1, org: acme, budget: { points_per_minute: %d } }\n",
-		h.Fake.URL, int(float64(o.PointsPerMinute)*o.TimeScale))
+	fmt.Fprintf(&b, "github: { api_url: %q, app_id: 1, installation_id: 1, org: acme, budget: { points_per_minute: %d, max_wait: %s } }\n",
+		h.Fake.URL, o.PointsPerMinute, o.scaled(2*time.Minute))
 	fmt.Fprintf(&b, "reconcile: { interval: %s, bootstrap_timeout: %s, idle_grace: %s, provision_timeout: %s }\npools:\n",
 		o.scaled(o.Interval), o.scaled(o.BootstrapTimeout), o.scaled(o.IdleGrace), o.scaled(5*time.Minute))
 	for _, p := range h.pools {

@@ -7,7 +7,8 @@ import (
 )
 
 // TestHarnessSmoke runs the harness itself small — 30 jobs over 4 pools,
-// two scaler replicas, the clock compressed 10 times — and checks that
+// two scaler replicas, the clock compressed 10 times, GitHub's limits
+// enforced by the stand-in — and checks that
 // every figure the benchmarks report can be taken: each job got its own
 // runner and ran, and requests, NATS counters, reconcile passes and
 // process usage were all seen.
@@ -15,7 +16,7 @@ func TestHarnessSmoke(t *testing.T) {
 	if os.Getenv(smokeEnv) != "1" {
 		t.Skip("about a minute on a 2-core machine: set " + smokeEnv + "=1 to run it")
 	}
-	h := Start(t, Options{Pools: 4, Max: 10, Replicas: 2, TimeScale: 10, Interval: 10 * time.Second, Seed: 1})
+	h := Start(t, Options{Pools: 4, Max: 10, Replicas: 2, TimeScale: 10, GitHubLimits: true, Interval: 10 * time.Second, Seed: 1})
 	before := h.NATSCounts(t)
 	const jobs = 30
 	for i := range jobs {

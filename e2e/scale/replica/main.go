@@ -46,7 +46,12 @@ func main() {
 	standinURL := flag.String("standin", "", "the provisioner stand-in's base URL")
 	concurrency := flag.Int("concurrency", 0, "scaler Concurrency (0: the scaler's default)")
 	level := flag.String("log-level", "warn", "log level: debug logs every job message handled")
+	timeScale := flag.Float64("time-scale", 1, "compress the GitHub request budget's minute and hour (and its lease) by this factor, as the harness compresses the stand-in's")
 	flag.Parse()
+	if *timeScale <= 0 {
+		fmt.Fprintln(os.Stderr, "replica: --time-scale must be above 0")
+		os.Exit(2)
+	}
 	lvl, err := zerolog.ParseLevel(*level)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "replica: --log-level:", err)
@@ -55,13 +60,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(lvl)
-	if err := run(ctx, *cfgPath, *standinURL, *concurrency, log); err != nil {
+	if err := run(ctx, *cfgPath, *standinURL, *concurrency, *timeScale, log); err != nil {
 		fmt.Fprintln(os.Stderr, "replica:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfgPath, standinURL string, concurrency int, log zerolog.Logger) error {
+func run(ctx context.Context, cfgPath, standinURL string, concurrency int, timeScale float64, log zerolog.Logger) error {
 	if cfgPath == "" || standinURL == "" {
 		return errors.New("--config and --standin are required")
 	}
@@ -84,8 +89,10 @@ func run(ctx context.Context, cfgPath, standinURL string, concurrency int, log z
 		return err
 	}
 	bgc := cfg.GitHub.Budget
+	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / timeScale) }
 	budget, err := ghbudget.New(ghbudget.Config{
 		KV: kv, PointsPerMinute: bgc.PointsPerMinute, MaxConcurrent: bgc.MaxConcurrent, MaxWait: bgc.MaxWait.D(),
+		Minute: scaled(time.Minute), Hour: scaled(time.Hour), LeaseTTL: scaled(time.Minute),
 		Log: log, Registerer: reg,
 	})
 	if err != nil {
