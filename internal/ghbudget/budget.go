@@ -224,7 +224,7 @@ func (b *Budget) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 		}
 		if v.ok {
 			b.m.inFlight.Inc()
-			return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint}, nil
+			return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint, points: w.points, slice: v.slice}, nil
 		}
 		now := b.cfg.Now()
 		if d, ok := ctx.Deadline(); (ok && v.retry.Sub(now) > time.Until(d)) || v.retry.Sub(now) > b.cfg.MaxWait {
@@ -350,6 +350,7 @@ func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, err
 			return flushed
 		}
 		b.take(r, w, now)
+		v.slice = b.slice(now)
 		b.m.used.WithLabelValues(w.endpoint).Set(float64(r.Endpoints[w.endpoint].sum(b.slice(now), b.cfg.Slices+1)))
 		return true
 	})
@@ -371,9 +372,24 @@ func (b *Budget) tryTake(ctx context.Context, inst string, w want) (verdict, err
 type pending struct {
 	released int
 	obs      []observation
+	moves    []move
 }
 
-func (p pending) empty() bool { return p.released == 0 && len(p.obs) == 0 }
+// move is a finished request's points, to be moved from the slice it
+// was admitted in to the one it finished in (Ticket.Done).
+type move struct {
+	endpoint string
+	from, to int64
+	points   int
+}
+
+func (m move) apply(b *Budget, r *record) {
+	if win := r.Endpoints[m.endpoint]; win != nil {
+		win.move(m.from, m.to, m.points, b.cfg.Slices+1)
+	}
+}
+
+func (p pending) empty() bool { return p.released == 0 && len(p.obs) == 0 && len(p.moves) == 0 }
 
 // apply writes p into r and reports whether it changed anything.
 func (p pending) apply(b *Budget, r *record, now time.Time) bool {
@@ -384,16 +400,22 @@ func (p pending) apply(b *Budget, r *record, now time.Time) bool {
 	for _, o := range p.obs {
 		o.apply(r)
 	}
+	for _, m := range p.moves {
+		m.apply(b, r)
+	}
 	return true
 }
 
-func (b *Budget) addPending(inst string, o observation) {
+func (b *Budget) addPending(inst string, o observation, m move) {
 	b.kvMu.Lock()
 	defer b.kvMu.Unlock()
 	p := b.pending[inst]
 	p.released++
 	if o.limit > 0 || o.limited != nil {
 		p.obs = append(p.obs, o)
+	}
+	if m.to > m.from {
+		p.moves = append(p.moves, m)
 	}
 	b.pending[inst] = p
 }
@@ -412,6 +434,7 @@ func (b *Budget) restorePending(inst string, p pending) {
 	q := b.pending[inst]
 	q.released += p.released
 	q.obs = append(p.obs, q.obs...)
+	q.moves = append(p.moves, q.moves...)
 	b.pending[inst] = q
 }
 

@@ -110,6 +110,52 @@ func TestTheMinuteSlidesBySlices(t *testing.T) {
 	}
 }
 
+// GitHub counts a request when it arrives, which may be in a later slice
+// than its admission: its points count from when it finished, so that
+// the budget forgets them no sooner than GitHub's sliding minute does
+// (before, a request that crossed a slice boundary on its way could let
+// one request too many through a minute later: a rate-limit answer).
+func TestARequestCountsFromWhenItFinished(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 5 })
+	tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour/60 + time.Second) // answered in the next slice
+	if err := tk.Done(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour) // the admission's slice has left the minute, the answer's has not
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err == nil {
+		t.Fatal("admitted while the minute since the last request's answer still counts it")
+	}
+	clk.Add(time.Hour / 60)
+	if _, err := bs[0].Acquire(t.Context(), reg(Registration)); err != nil {
+		t.Errorf("a minute and a slice after the answer: %v", err)
+	}
+}
+
+// The same when the answer rides on another request's write (pending).
+func TestARequestCountsFromWhenItFinishedWhenItsAnswerRidesOnAnotherWrite(t *testing.T) {
+	bs, clk := budgets(t, 1, func(c *Config) { c.PointsPerMinute = 5 })
+	b := bs[0]
+	tk, err := b.Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour/60 + time.Second)
+	b.turn.Lock() // another request of this process is talking to KV
+	err = tk.Done(t.Context(), nil)
+	b.turn.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	if _, err := b.Acquire(t.Context(), reg(Registration)); err == nil {
+		t.Fatal("admitted while the minute since the last request's answer still counts it")
+	}
+}
+
 func TestLowerPrioritiesLeaveTheirShareToRegistrations(t *testing.T) {
 	bs, _ := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 100 })
 	n := func(b *Budget, p Priority) int {

@@ -37,7 +37,15 @@
 // included, stay within the limit. Any 60 s span lies within those, so
 // no sliding minute ever sees more than the limit; the price is one
 // slice in Slices (1/60 by default): ~177 registrations a minute at 5
-// points under 900, rather than 180.
+// points under 900, rather than 180. GitHub counts a request when it
+// arrives, somewhere between its admission here and its answer; so once
+// answered, its points move from the slice it was admitted in to the
+// slice it was answered in (Ticket.Done), and the budget forgets them no
+// sooner than GitHub does. Counted from the admission only, a request
+// that crossed a slice boundary on its way (a slow network, a busy
+// machine) left the budget's minute before GitHub's, and the request
+// admitted in its place a minute later could be answered with a rate
+// limit.
 //
 // # Priorities
 //

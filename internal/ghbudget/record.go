@@ -83,6 +83,18 @@ func (w *window) add(cur int64, pts, n int) {
 	}
 }
 
+// move takes pts spent in slice from (if it is still kept) and spends
+// them in slice to instead, keeping n slices.
+func (w *window) move(from, to int64, pts, n int) {
+	if w == nil || to <= from {
+		return
+	}
+	w.add(to, pts, n)
+	if i := len(w.Points) - 1 - int(w.Last-from); i >= 0 && i < len(w.Points) {
+		w.Points[i] = max(0, w.Points[i]-pts)
+	}
+}
+
 // inFlight counts the live leases at now.
 func (r *record) inFlight(now time.Time) int {
 	n := 0
@@ -108,6 +120,8 @@ type verdict struct {
 	// on: "endpoint" (points or a wait GitHub asked for), "in_flight",
 	// "primary".
 	on string
+	// slice is the slice an admitted request's points were spent in.
+	slice int64
 }
 
 // decide says whether w fits the budget r at now.

@@ -12,6 +12,8 @@ type Ticket struct {
 	b        *Budget
 	inst     string
 	endpoint string
+	points   int
+	slice    int64 // the slice its points were spent in
 	done     bool
 }
 
@@ -26,7 +28,14 @@ func (t *Ticket) Done(ctx context.Context, resp *http.Response) error {
 	t.done = true
 	b := t.b
 	b.m.inFlight.Dec()
-	obs := observe(resp, t.endpoint, b.cfg.Now())
+	now := b.cfg.Now()
+	obs := observe(resp, t.endpoint, now)
+	// GitHub counted the request when it arrived, at some moment between
+	// its admission and now; a sliding minute the budget counts from the
+	// admission would forget it before GitHub does when the request took
+	// longer than the time left in its slice. Counted from now instead,
+	// it is forgotten no sooner than GitHub forgets it.
+	mv := move{endpoint: t.endpoint, from: t.slice, to: b.slice(now), points: t.points}
 	if obs.limited != nil {
 		b.m.limited.WithLabelValues(t.endpoint).Inc()
 	}
@@ -34,7 +43,7 @@ func (t *Ticket) Done(ctx context.Context, resp *http.Response) error {
 	// of this process talks to KV, the place and the answer ride on its
 	// write.
 	if obs.limited == nil && !b.turn.TryLock() {
-		b.addPending(t.inst, obs)
+		b.addPending(t.inst, obs, mv)
 	} else {
 		if obs.limited != nil {
 			b.turn.Lock()
@@ -46,6 +55,7 @@ func (t *Ticket) Done(ctx context.Context, resp *http.Response) error {
 			pend.apply(b, r, now)
 			b.lease(r, now, -1)
 			obs.apply(r)
+			mv.apply(b, r)
 			return true
 		})
 		cancel()
