@@ -156,6 +156,33 @@ func TestARequestCountsFromWhenItFinishedWhenItsAnswerRidesOnAnotherWrite(t *tes
 	}
 }
 
+// What a finished request left pending reaches the shared record within
+// Run's tick even when its process sends nothing more: another process
+// sees its place given back and its points moved.
+func TestWhatIsPendingIsWrittenWhenItsProcessGoesQuiet(t *testing.T) {
+	bs, clk := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 5 })
+	tk, err := bs[0].Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour/60 + time.Second)
+	bs[0].turn.Lock()
+	err = tk.Done(t.Context(), nil)
+	bs[0].turn.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs[0].flush(t.Context())
+	snaps, err := Snapshots(t.Context(), bs[1].cfg.KV, bs[1].cfg)
+	if err != nil || len(snaps) != 1 || snaps[0].InFlight != 0 {
+		t.Fatalf("snapshots %+v, %v: want the place given back", snaps, err)
+	}
+	clk.Add(time.Hour)
+	if _, err := bs[1].Acquire(t.Context(), reg(Registration)); err == nil {
+		t.Fatal("another process admitted a request while the minute since the quiet process's answer still counts it")
+	}
+}
+
 func TestLowerPrioritiesLeaveTheirShareToRegistrations(t *testing.T) {
 	bs, _ := budgets(t, 2, func(c *Config) { c.PointsPerMinute = 100 })
 	n := func(b *Budget, p Priority) int {

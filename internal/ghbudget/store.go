@@ -157,6 +157,7 @@ func (b *Budget) Run(ctx context.Context) error {
 			}
 			last = cur
 		}
+		b.flush(ctx)
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -165,6 +166,28 @@ func (b *Budget) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// flush writes what finished requests left pending (their places, the
+// answers' news, their points' moves) when no later request of this
+// process has written it: a process that went quiet right after a busy
+// moment must not leave the record out of date for longer than Run's
+// tick.
+func (b *Budget) flush(ctx context.Context) {
+	b.kvMu.Lock()
+	insts := slices.Collect(maps.Keys(b.pending))
+	b.kvMu.Unlock()
+	for _, inst := range insts {
+		if !b.turn.TryLock() {
+			return // a write under way takes what is pending
+		}
+		pend := b.takePending(inst)
+		if err := b.update(ctx, inst, func(r *record, now time.Time) bool { return pend.apply(b, r, now) }); err != nil {
+			b.restorePending(inst, pend)
+			b.cfg.Log.Debug().Err(err).Str("installation", inst).Msg("write the github budget's pending answers")
+		}
+		b.turn.Unlock()
 	}
 }
 
