@@ -134,8 +134,10 @@
 // BucketLeader (TTL 3 × interval, renewed by compare-and-set every
 // interval/2 on its own goroutine, deleted on shutdown). Every interval,
 // and at once when a replica's liveness key vanishes, it reads the world
-// — KV, then GitHub's runner list (once, paginated by 100), then the
-// provisioner's instances, then the live replicas — and plans the pass
+// — KV, then GitHub's runner list (once, paginated by 100; every other
+// pass, or when KV shows a decision only it can settle: listing.go),
+// then the provisioner's instances, then the live replicas — and plans
+// the pass
 // as a pure function of that reading and the clock (plan.go: planner.plan
 // → []action, unit-tested case by case), then applies the plan
 // (reconcile.go), re-checking just before acting what may have changed
@@ -172,7 +174,8 @@
 //     log, from a cursor in BucketMeta, each at most once (GitHub never
 //     retries a failed delivery);
 //   - writes the pool's counts for [ReadStatus] and the ephemera_runners
-//     gauges.
+//     gauges (on passes that read the runner list: without it, idle and
+//     booting runners cannot be told apart).
 //
 // After the pass, once a day, the leader compares the runner version each
 // pool's image pins ([ImageVersions]) with the newest GitHub lists
@@ -185,10 +188,12 @@
 // # GitHub requests
 //
 // At steady state a job costs one JIT registration; reconciles add one
-// runner list per interval and one delivery-log page every fourth
-// interval (every interval while a failed delivery is unresolved: see
-// deliveries.go for the bound), whatever the number of jobs, and job
-// reads only for jobs that look stuck. BenchmarkGitHubSpendPerJob counts
+// runner list every other interval (every interval while KV shows a
+// runner or job only the list can settle: see listing.go for the bound)
+// and one delivery-log page every fourth interval (every interval while
+// a failed delivery is unresolved: see deliveries.go for the bound),
+// whatever the number of jobs, and job reads only for jobs that look
+// stuck. BenchmarkGitHubSpendPerJob counts
 // them in one fixed scenario. Removals happen
 // only for surplus or broken runners (GitHub removes an ephemeral runner
 // after its job itself). Every request is admitted by the GitHub budget

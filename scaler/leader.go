@@ -108,6 +108,7 @@ func (s *Scaler) lead(ctx context.Context) error {
 		}
 		if held && !was {
 			s.deliveryPass = 0 // a new leader reads the delivery log at once
+			s.listPass = 0     // and the runner list
 		}
 		if held && (!was || lost || s.now().Sub(last) >= s.cfg.Interval) {
 			last = s.now()

@@ -26,6 +26,9 @@ type world struct {
 	insts  map[string]Instance
 	gh     map[string]GitHubRunner
 	ghOK   bool // gh was read: GitHub-side decisions may be taken
+	// ghSkipped: gh was not read this pass (listing.go), so the census
+	// stays as the last pass that read it left it.
+	ghSkipped bool
 	// alive lists the replicas whose liveness key exists; nil when it
 	// could not be read (then every owner counts as alive).
 	alive map[string]bool
@@ -304,7 +307,9 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 
 	minIdle := p.bufferOf(pool)
 	counts := poolCounts{Idle: len(idle), Busy: busy, Provisioning: booting + provisioning, Finishing: finishing, MinIdle: minIdle, At: now.UTC()}
-	out = append(out, action{Kind: actStatus, Pool: pool.Name, Counts: counts})
+	if !w.ghSkipped {
+		out = append(out, action{Kind: actStatus, Pool: pool.Name, Counts: counts})
+	}
 	if !w.ghOK {
 		return out
 	}

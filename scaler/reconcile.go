@@ -23,16 +23,22 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	ctx = ghbudget.WithPriority(ctx, ghbudget.Listing)
 	start := s.now()
 	s.ensureNetworkGuard(ctx)
-	w, err := s.observe(ctx)
+	w, err := s.observeKV(ctx)
+	if err == nil {
+		p := s.planner()
+		p.minIdle = s.sizeBuffers(w)
+		list, why := s.listNow(p, w)
+		if err = s.observeRest(ctx, w, list); err == nil {
+			s.log.Debug().Bool(logkey.Listed, list).Str(logkey.Reason, why).Msg("reconcile: world read")
+			s.apply(ctx, w, p.plan(w))
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("reconcile: cannot read the state; skipped")
 		}
 		return
 	}
-	p := s.planner()
-	p.minIdle = s.sizeBuffers(w)
-	s.apply(ctx, w, p.plan(w))
 	s.redeliverFailed(ctx)
 	s.checkRunnerVersions(ctx)
 	took := s.now().Sub(start)
@@ -40,7 +46,9 @@ func (s *Scaler) reconcile(ctx context.Context) {
 	s.log.Debug().Dur(logkey.Duration, took).Msg("reconciled")
 }
 
-func (s *Scaler) observe(ctx context.Context) (*world, error) {
+// observeKV reads the world's first part, KV: the runner records, slots
+// and claims.
+func (s *Scaler) observeKV(ctx context.Context) (*world, error) {
 	w := &world{insts: map[string]Instance{}, gh: map[string]GitHubRunner{}}
 	var err error
 	if w.recs, err = s.kv.runners.all(ctx); err != nil {
@@ -52,6 +60,33 @@ func (s *Scaler) observe(ctx context.Context) (*world, error) {
 	if w.claims, err = s.kv.claims.all(ctx); err != nil {
 		return nil, err
 	}
+	return w, nil
+}
+
+// observeRest reads the rest of the world after KV: GitHub's runner list
+// when list says so (listing.go), then the instances.
+func (s *Scaler) observeRest(ctx context.Context, w *world, list bool) error {
+	w.ghSkipped = !list
+	if list {
+		s.listRunners(ctx, w)
+	}
+	var err error
+	if w.alive, err = s.replicasAlive(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("reconcile: cannot read which replicas are alive; owners count as alive")
+	}
+	w.listedAt = s.now()
+	insts, err := s.cfg.Provisioner.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, in := range insts {
+		w.insts[in.Name] = in
+	}
+	return nil
+}
+
+// listRunners reads GitHub's runner list into w.
+func (s *Scaler) listRunners(ctx context.Context, w *world) {
 	runners, gerr := s.cfg.GitHub.ListRunners(ctx, 0)
 	if errors.Is(gerr, ErrNoInstallation) {
 		// No installation configured and none seen in an event since
@@ -63,26 +98,15 @@ func (s *Scaler) observe(ctx context.Context) (*world, error) {
 			}
 		}
 	}
+	s.listFailed = gerr != nil
 	if gerr != nil {
 		s.log.Warn().Err(gerr).Msg("reconcile: cannot list GitHub runners; GitHub-side actions skipped this time")
-	} else {
-		w.ghOK = true
-		for _, r := range runners {
-			w.gh[r.Name] = r
-		}
+		return
 	}
-	if w.alive, err = s.replicasAlive(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("reconcile: cannot read which replicas are alive; owners count as alive")
+	w.ghOK = true
+	for _, r := range runners {
+		w.gh[r.Name] = r
 	}
-	w.listedAt = s.now()
-	insts, err := s.cfg.Provisioner.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range insts {
-		w.insts[in.Name] = in
-	}
-	return w, nil
 }
 
 func (s *Scaler) act(pool, action string, log zerolog.Logger, reason string) {

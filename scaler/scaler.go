@@ -132,6 +132,10 @@ type Scaler struct {
 	// loop touches them.
 	deliveryPass       int
 	deliveryUnresolved bool
+	// listPass counts passes for the runner list's cadence (listing.go);
+	// listFailed: the last read of it failed.
+	listPass   int
+	listFailed bool
 }
 
 // New checks cfg, fills defaults, and creates the KV buckets and the

@@ -31,6 +31,7 @@ const (
 	RetryIn       = "retry_in"
 	Delivered     = "delivered" // how many times JetStream delivered a message
 	Redeliveries  = "redeliveries"
+	Listed        = "listed" // whether a reconcile pass read GitHub's runner list
 	// min_idle: auto's sizing.
 	MinIdle   = "min_idle"
 	Replenish = "replenish"
