@@ -353,27 +353,46 @@ func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	waitfor.True(t, d, what, throttle(250*time.Millisecond, cond))
 }
 
-// logLate logs, for each job that waited longer than d for a runner,
-// what happened to it and what the scalers logged about it.
+// logLate writes, for each job that never started or waited longer than
+// d for a runner, what happened to it and what the processes logged
+// about it, to a trail file whose path it logs with a summary (a
+// benchmark's own log keeps 10 lines): the jobs that never started
+// first, then those no runner was ever asked for, then the late ones.
 func (h *Harness) logLate(t testing.TB, d time.Duration) {
 	queued := h.Queued()
 	recs := map[int64][]standin.Record{}
 	for _, r := range h.Standin.Records() {
 		recs[r.JobID] = append(recs[r.JobID], r)
 	}
-	n := 0
+	var never, late []githubfake.Job
 	for _, j := range h.Fake.Jobs() {
 		q, ok := queued[j.ID]
-		if !ok || (!j.StartedAt.IsZero() && j.StartedAt.Sub(q) < d) {
-			continue
+		switch {
+		case !ok:
+		case j.StartedAt.IsZero():
+			never = append(never, j)
+		case j.StartedAt.Sub(q) >= d:
+			late = append(late, j)
 		}
-		if n++; n > 5 {
-			continue
+	}
+	var unasked []int64
+	for id := range queued {
+		if len(recs[id]) == 0 {
+			unasked = append(unasked, id)
 		}
-		t.Logf("job %d (%v): queued %s, started %s on %s", j.ID, j.Labels, q.Format(time.StampMilli), j.StartedAt.Local().Format(time.StampMilli), j.RunnerName)
+	}
+	slices.Sort(unasked)
+	if len(never)+len(late)+len(unasked) == 0 {
+		return
+	}
+	var b strings.Builder
+	logf := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	job := func(j githubfake.Job) {
+		q := queued[j.ID]
+		logf("job %d (%v): queued %s, started %s on %s", j.ID, j.Labels, q.Format(time.StampMilli), j.StartedAt.Local().Format(time.StampMilli), j.RunnerName)
 		for _, r := range recs[j.ID] {
 			rn, registered := h.Fake.RunnerByName(r.Name)
-			t.Logf("  runner %s asked %s running %s online %s; registered %v: %+v; instance now %q",
+			logf("  runner %s asked %s running %s online %s; registered %v: %+v; instance now %q",
 				r.Name, r.AskedAt.Format(time.StampMilli), r.RunningAt.Format(time.StampMilli), r.OnlineAt.Format(time.StampMilli),
 				registered, rn, h.Standin.State(r.Name))
 		}
@@ -383,40 +402,39 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 				idle++
 			}
 		}
-		t.Logf("  job status %s %s; %d idle online runners with its labels", j.Status, j.Conclusion, idle)
-		h.logJob(t, j.ID)
+		logf("  job status %s %s; %d idle online runners with its labels", j.Status, j.Conclusion, idle)
+		h.logJob(logf, j.ID)
 	}
-	if n > 0 {
-		t.Logf("%d jobs waited longer than %s", n, d)
+	for _, j := range never {
+		job(j)
 	}
-	// Jobs no runner was ever asked for, with their webhook deliveries.
 	deliveries := map[int64][]string{}
 	for _, dl := range h.Fake.Deliveries() {
 		deliveries[dl.JobID] = append(deliveries[dl.JobID], fmt.Sprintf("%s %d %q redelivery=%v", dl.Action, dl.StatusCode, dl.Status, dl.Redelivery))
 	}
-	m := 0
-	for id := range queued {
-		if len(recs[id]) > 0 {
-			continue
-		}
-		if m++; m <= 10 {
-			t.Logf("job %d: no runner was ever asked for; deliveries %v", id, deliveries[id])
-			h.logJob(t, id)
-		}
+	for _, id := range unasked {
+		logf("job %d: no runner was ever asked for; deliveries %v", id, deliveries[id])
+		h.logJob(logf, id)
 	}
-	if m > 0 {
-		t.Logf("%d jobs had no runner asked for", m)
+	for _, j := range late {
+		job(j)
 	}
+	path := filepath.Join(os.TempDir(), "ephemera-scale-"+strings.NewReplacer("/", "_", "=", "-").Replace(t.Name())+".trail")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Logf("write the trail: %v", err)
+		path = "(not written)"
+	}
+	t.Logf("%d jobs never started, %d had no runner asked for, %d waited longer than %s; their trail: %s", len(never), len(unasked), len(late), d, path)
 }
 
 // logJob logs job id's stored claim and every log line of the webhook
 // receiver and the scalers that names it.
-func (h *Harness) logJob(t testing.TB, id int64) {
-	t.Logf("  claim: %s", h.storedClaim(id))
+func (h *Harness) logJob(logf func(string, ...any), id int64) {
+	logf("  claim: %s", h.storedClaim(id))
 	for _, p := range append(h.Scalers, h.Webhook) {
 		for line := range strings.SplitSeq(p.stderr.String(), "\n") {
 			if strings.Contains(line, fmt.Sprintf(":%d,", id)) || strings.Contains(line, fmt.Sprintf(":%d}", id)) {
-				t.Logf("  %s: %s", p.name, line)
+				logf("  %s: %s", p.name, line)
 			}
 		}
 	}
