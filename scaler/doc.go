@@ -168,8 +168,10 @@
 //     with min_idle: auto, to the buffer SizeIdle sized from the pool's
 //     recent arrivals and measured queued → online times (autoidle.go);
 //   - for jobs whose runner came and went while the job, as far as the
-//     scaler knows, never started, reads the job on GitHub (at most 20 a
-//     pass) and provisions again when it is still queued;
+//     scaler knows, never started, and for displaced jobs (another job
+//     took their runner) a pool has no spare runner for, idle or coming,
+//     reads the job on GitHub (at most 20 a pass) and provisions again
+//     when it is still queued (plan.go says how spares are counted);
 //   - redelivers failed workflow_job webhooks through the App's delivery
 //     log, from a cursor in BucketMeta, each at most once (GitHub never
 //     retries a failed delivery);

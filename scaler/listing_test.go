@@ -55,6 +55,11 @@ func TestListDueWhenOnlyTheRunnerListCanSettleADecision(t *testing.T) {
 				r.TokenID, r.TokenExpires = "tok", now.Add(10*time.Minute)
 				return r
 			}()}}, "an idle runner's token to extend"},
+			{"a displaced job, no spare runner", worldOf{recs: []runnerRec{busy("eph-small-a"), jobBound(booting("eph-small-c"), 3)}, claims: displacedBy(now, 1, 101, "eph-small-a", 3, "eph-small-c")},
+				"a displaced job with no spare runner"},
+			{"a displaced job, one spare runner", worldOf{recs: []runnerRec{busy("eph-small-a"), booting("eph-small-c")}, claims: displacedBy(now, 1, 101, "eph-small-a")}, ""},
+			{"a displaced job, no spare runner, no free slot", worldOf{recs: []runnerRec{busy("eph-small-a"), jobBound(booting("eph-small-c"), 3)}, claims: displacedBy(now, 1, 101, "eph-small-a", 3, "eph-small-c"),
+				slots: map[string]string{"small.0": "eph-small-a", "small.1": "eph-small-b", "small.2": "eph-small-c", "small.3": "eph-small-d"}}, ""},
 			{"a claim past its deadline", worldOf{recs: []runnerRec{booting("eph-small-a")},
 				claims: []claimRec{{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-x", Deadline: now.Add(-time.Hour)}}}, "a job that may be stuck"},
 			{"a claim whose claimant's liveness key is gone", worldOf{recs: []runnerRec{booting("eph-small-a")}, alive: []string{"r-live"},
@@ -144,4 +149,22 @@ func TestTheRunnerListIsReadEveryOtherPassUnlessDue(t *testing.T) {
 	if list, why := s.listNow(p, worldOf{}.build(now)); !list || why != "a buffer to top up" {
 		t.Errorf("an empty pool on an odd pass: list %v (%q), want it read for the top-up", list, why)
 	}
+}
+
+func jobBound(r runnerRec, job int64) runnerRec {
+	r.JobID = job
+	return r
+}
+
+// displacedBy is job's claim (made at at), waiting on runner, which job
+// took took; then waiting claims for more (job, runner) pairs.
+func displacedBy(at time.Time, job, took int64, runner string, more ...any) []claimRec {
+	cs := []claimRec{
+		{JobID: job, Pool: "small", State: claimProvisioned, Runner: runner, ClaimedAt: at},
+		{JobID: took, Pool: "small", State: claimProvisioned, Runner: "eph-small-lost", Started: true, RanOn: runner},
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		cs = append(cs, claimRec{JobID: int64(more[i].(int)), Pool: "small", State: claimProvisioned, Runner: more[i+1].(string), ClaimedAt: at})
+	}
+	return cs
 }

@@ -99,7 +99,7 @@ type action struct {
 	N        int          // trim: how many to remove; top_up: how many to add
 	Claim    entry[claimRec]
 	Count    string // delete: the counter (delete_finished, bootstrap_timeout, max_age, …)
-	Reason   string // delete: why, for the log
+	Reason   string // delete, check_stuck: why, for the log
 }
 
 // idleRunner is an idle runner, a candidate for trimming.
@@ -155,11 +155,14 @@ func (s *Scaler) planner() planner {
 func (p planner) plan(w *world) []action {
 	p.alive = w.alive
 	var out []action
+	spare := map[string]int{}
 	for _, pool := range p.pools {
-		out = append(out, p.planPool(pool, w)...)
+		acts, n := p.planPool(pool, w)
+		out = append(out, acts...)
+		spare[pool.Name] = n
 	}
 	if w.ghOK {
-		out = append(out, p.planStuck(w)...)
+		out = append(out, p.planStuck(w, spare)...)
 	}
 	return out
 }
@@ -176,7 +179,10 @@ func (p planner) gone(owner string, heartbeats bool) bool {
 	return heartbeats && owner != "" && p.alive != nil && !p.alive[owner]
 }
 
-func (p planner) planPool(pool config.Pool, w *world) []action {
+// planPool plans pool's census, trim and top-up; it also returns how
+// many spare runners (see displacedJobs) the pool has or is adding in
+// this pass, counted when GitHub was read.
+func (p planner) planPool(pool config.Pool, w *world) ([]action, int) {
 	now := p.now
 	var out []action
 	var idle []idleRunner
@@ -225,15 +231,18 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		case !w.ghOK:
 			// Without GitHub's view, idle and booting cannot be told apart.
 			booting++
-		case w.ghOK && p.superseded(rec, in, w):
-			// Its job's claim names another runner: a replica that was
-			// paused or cut off created it after the job was taken over.
-			del("superseded", "job-bound runner whose job's claim names another runner", onGH)
 		case onGH && ghr.Online && ghr.Busy:
+			// Busy, superseded or not: GitHub refuses to remove a runner
+			// with a job, and its job ends it.
 			busy++
 			if rec.State.rank() < runnerBusy.rank() {
 				out = append(out, action{Kind: actMarkBusy, Pool: pool.Name, Runner: name, At: now.UTC()})
 			}
+		case w.ghOK && p.superseded(rec, in, w):
+			// Its job's claim names another runner: a replica that was
+			// paused or cut off created it after the job was taken over,
+			// or the job was displaced (see displacedJobs).
+			del("superseded", "job-bound runner whose job's claim names another runner", onGH)
 		case onGH && ghr.Online && rec.State != runnerDone:
 			if count, reason := p.retire(rec); count != "" {
 				// Deregistered first: GitHub refuses a runner that took a
@@ -311,8 +320,9 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		out = append(out, action{Kind: actStatus, Pool: pool.Name, Counts: counts})
 	}
 	if !w.ghOK {
-		return out
+		return out, 0
 	}
+	spare := len(idle) + bootingBuffer + provisioningBuffer
 
 	// Trim: surplus idle runners past idle_grace, longest idle first.
 	slices.SortFunc(idle, func(a, b idleRunner) int {
@@ -328,8 +338,11 @@ func (p planner) planPool(pool config.Pool, w *world) []action {
 		out = append(out, action{Kind: actTrim, Pool: pool.Name, Idle: past, N: surplus})
 	}
 	// Top up the idle buffer, never past max (the slots see to that).
-	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: minIdle - len(idle) - bootingBuffer - provisioningBuffer})
-	return out
+	// A runner it adds is spare too: planStuck must not serve a
+	// displaced job again that the top-up's runner will take.
+	topUp := minIdle - spare
+	out = append(out, action{Kind: actTopUp, Pool: pool.Name, N: topUp})
+	return out, spare + max(0, topUp)
 }
 
 // An idle runner waits for a job with a one-time token that expires: the
@@ -368,8 +381,7 @@ func (p planner) retire(rec runnerRec) (count, reason string) {
 // superseded reports whether in is a job-bound runner whose job's claim
 // now names another runner (and is one this version understands): two
 // job-bound runners for one job must not exist at once, and the claim's
-// is the one that stays. A superseded runner busy with a job is kept:
-// GitHub refuses its removal.
+// is the one that stays. planPool asks only of a runner that is not busy.
 func (p planner) superseded(rec runnerRec, in Instance, w *world) bool {
 	job := cmp.Or(rec.JobID, in.JobID)
 	if job == 0 {
@@ -433,10 +445,12 @@ func (p planner) slotGone(sl entry[string], recs map[string]entry[runnerRec], pr
 }
 
 // planStuck picks the jobs whose runner came and went while the job, as
-// far as ephemera knows, never started (at most maxJobChecks of them, to
-// be read on GitHub), and the claims whose claimant created the runner
-// and died before it said so.
-func (p planner) planStuck(w *world) []action {
+// far as ephemera knows, never started, and the displaced jobs a pool
+// has no spare runner for (see displacedJobs), at most maxJobChecks in
+// all, to be read on GitHub; and the claims whose claimant created the
+// runner and died before it said so. spare is planPool's count of each
+// pool's spare runners.
+func (p planner) planStuck(w *world, spare map[string]int) []action {
 	var out []action
 	known := p.poolSet()
 	checks := 0
@@ -469,14 +483,125 @@ func (p planner) planStuck(w *world) []action {
 			continue
 		}
 		checks++
-		a := action{Kind: actCheckStuck, Pool: cl.Pool, Runner: cl.Runner, Claim: c}
+		a := action{Kind: actCheckStuck, Pool: cl.Pool, Runner: cl.Runner, Claim: c, Reason: stuckGone}
 		if old, ok := w.recs[cl.Runner]; ok {
 			a.Rec, a.GitHubID = old.Val, w.gh[cl.Runner].ID
 		}
 		out = append(out, a)
 	}
+	displaced := p.displacedJobs(w, func(runner string) bool { _, ok := w.insts[runner]; return ok })
+	coming := p.comingRunners(w, true)
+	for _, pool := range p.pools {
+		unserved := len(displaced[pool.Name]) - spare[pool.Name] - coming[pool.Name]
+		for _, c := range displaced[pool.Name][:max(0, min(unserved, p.freeSlots(pool, w), maxJobChecks-checks))] {
+			checks++
+			// Its runner is busy with another job: nothing to clean up.
+			out = append(out, action{Kind: actCheckStuck, Pool: pool.Name, Runner: c.Val.Runner, Claim: c,
+				Reason: stuckDisplaced})
+		}
+	}
 	return out
 }
+
+// GitHub gives a runner whichever queued job with its labels it picks,
+// not the one the runner was made for: job A's runner may take job B,
+// and B's runner then takes A. A is displaced from the moment B's
+// in_progress event names A's runner (B's claim ran on it) until a
+// runner takes A. That is how a burst goes, and it works out while each
+// displaced job has a spare runner coming: one idle, or booting or being
+// provisioned for a job that started elsewhere, or a buffer runner, or
+// one still to be made for such a job (comingRunners). When
+// one is lost on the way (its replica killed mid-creation, its instance
+// failed) after its own job started on another runner, the last job of
+// the chain waits for a runner that never comes, and looks served: its
+// claim's runner exists, busy. So a pool with more displaced jobs than
+// spare runners has the difference checked on GitHub (longest displaced
+// first, no more than its free slots can serve) and those still queued
+// are served again, by a new runner.
+
+// displacedJobs lists each pool's displaced jobs whose claim's runner
+// still exists, as exists says (one whose runner is gone is a stuck
+// job), longest displaced first.
+func (p planner) displacedJobs(w *world, exists func(runner string) bool) map[string][]entry[claimRec] {
+	took := map[string]claimRec{} // runner → the job it ran
+	for _, c := range w.claims {
+		if c.Val.Started && c.Val.RanOn != "" {
+			took[c.Val.RanOn] = c.Val
+		}
+	}
+	since := map[int64]time.Time{}
+	out := map[string][]entry[claimRec]{}
+	for _, c := range w.claims {
+		cl := c.Val
+		if !cl.waiting() || cl.V > schemaVersion || cl.State != claimProvisioned {
+			continue
+		}
+		other, ok := took[cl.Runner]
+		if !ok || other.JobID == cl.JobID || !exists(cl.Runner) {
+			continue
+		}
+		since[cl.JobID] = other.StartedAt
+		out[cl.Pool] = append(out[cl.Pool], c)
+	}
+	for _, cs := range out {
+		slices.SortFunc(cs, func(a, b entry[claimRec]) int {
+			return cmp.Or(since[a.Val.JobID].Compare(since[b.Val.JobID]), cmp.Compare(a.Val.JobID, b.Val.JobID))
+		})
+	}
+	return out
+}
+
+// comingRunners counts, for each pool, the spare runners planPool does
+// not see: those owed to a job that started on another runner, still to
+// be made (the claim waits for a slot, or its runner has no record yet);
+// and, when busy is set (GitHub was read), runners GitHub shows busy
+// with a job no claim knows of yet (its in_progress event is on its way:
+// the job may be one displacedJobs lists, served already). Counting one
+// too many only delays a displaced job until the events settle; one too
+// few serves a job twice.
+func (p planner) comingRunners(w *world, busy bool) map[string]int {
+	out := map[string]int{}
+	ran := map[string]bool{}
+	for _, c := range w.claims {
+		cl := c.Val
+		if cl.Started {
+			ran[cl.RanOn] = true
+		}
+		if cl.waiting() || cl.V > schemaVersion || cl.NoRunner {
+			continue
+		}
+		if _, recorded := w.recs[cl.Runner]; cl.State == claimWaiting || cl.State == claimClaimed && !recorded {
+			out[cl.Pool]++
+		}
+	}
+	if !busy {
+		return out
+	}
+	known := p.poolSet()
+	for name, g := range w.gh {
+		if pool, ok := poolOfName(name, known); ok && g.Busy && !ran[name] {
+			out[pool]++
+		}
+	}
+	return out
+}
+
+// freeSlots is how many of pool's slots no runner holds.
+func (p planner) freeSlots(pool config.Pool, w *world) int {
+	taken := 0
+	for key := range w.slots {
+		if name, _, ok := parseSlotKey(key); ok && name == pool.Name {
+			taken++
+		}
+	}
+	return max(0, pool.Max-taken)
+}
+
+// The reasons a stuck job, still queued, is served again.
+const (
+	stuckGone      = "job still queued on GitHub after its runner came and went"
+	stuckDisplaced = "job still queued on GitHub after another job took its runner, with no spare runner to take it"
+)
 
 // stuckVerdict is what a stuck job's status on GitHub says to do.
 type stuckVerdict int

@@ -3,6 +3,7 @@ package scaler
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -473,7 +474,7 @@ func TestPlanPerPool(t *testing.T) {
 				p := testPlanner(now)
 				w := c.world(now).build(now)
 				p.alive = w.alive
-				got := p.planPool(small, w)
+				got, _ := p.planPool(small, w)
 				if diff := cmp.Diff(c.want(now), got, planOpts); diff != "" {
 					t.Errorf("plan (-want +got):\n%s", diff)
 				}
@@ -508,7 +509,7 @@ func TestPlanStuckJobs(t *testing.T) {
 			name:  "a claim past its deadline without a runner is checked on GitHub",
 			world: func(now time.Time) worldOf { return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}} },
 			want: func(now time.Time, w *world) []action {
-				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Reason: stuckGone}}
 			},
 		},
 		{
@@ -530,7 +531,7 @@ func TestPlanStuckJobs(t *testing.T) {
 				}}
 			},
 			want: func(now time.Time, w *world) []action {
-				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Reason: stuckGone}}
 			},
 		},
 		{
@@ -539,7 +540,7 @@ func TestPlanStuckJobs(t *testing.T) {
 				return worldOf{claims: []claimRec{claim(now, claimProvisioned, nil)}, recs: []runnerRec{started("eph-small-a", now)}, gh: []GitHubRunner{{ID: 5, Name: "eph-small-a"}}}
 			},
 			want: func(now time.Time, w *world) []action {
-				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Rec: started("eph-small-a", now), GitHubID: 5}}
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Rec: started("eph-small-a", now), GitHubID: 5, Reason: stuckGone}}
 			},
 		},
 		{
@@ -587,7 +588,7 @@ func TestPlanStuckJobs(t *testing.T) {
 			want: func(now time.Time, w *world) []action {
 				var out []action
 				for i := range maxJobChecks {
-					out = append(out, action{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims[jobKey(int64(100+i))]})
+					out = append(out, action{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims[jobKey(int64(100+i))], Reason: stuckGone})
 				}
 				return out
 			},
@@ -600,11 +601,195 @@ func TestPlanStuckJobs(t *testing.T) {
 				w := c.world(now).build(now)
 				p := testPlanner(now)
 				p.alive = w.alive
-				if diff := cmp.Diff(c.want(now, w), p.planStuck(w), planOpts); diff != "" {
+				if diff := cmp.Diff(c.want(now, w), p.planStuck(w, nil), planOpts); diff != "" {
 					t.Errorf("plan (-want +got):\n%s", diff)
 				}
 			})
 		})
+	}
+}
+
+// A job whose runner another job took (displaced) is checked on GitHub
+// only when its pool has more displaced jobs than spare runners, longest
+// displaced first, as many as the free slots can serve.
+func TestPlanDisplacedJobs(t *testing.T) {
+	// displaced: job id waits, its claim names runner, which ran job id+100
+	// (started at took).
+	displaced := func(id int64, runner string, took time.Time) []claimRec {
+		return []claimRec{
+			{JobID: id, Pool: "small", Repo: "acme/app", State: claimProvisioned, Runner: runner, ClaimedAt: took},
+			{JobID: id + 100, Pool: "small", Repo: "acme/app", State: claimProvisioned, Runner: "eph-small-lost", Started: true, StartedAt: took, RanOn: runner},
+		}
+	}
+	check := func(w *world, id int64, runner string) action {
+		return action{Kind: actCheckStuck, Pool: "small", Runner: runner, Claim: w.claims[jobKey(id)], Reason: stuckDisplaced}
+	}
+	cases := []struct {
+		name  string
+		world func(now time.Time) worldOf
+		spare int
+		want  func(w *world) []action
+	}{
+		{
+			name: "a displaced job with no spare runner is checked, its busy runner left out",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: displaced(1, "eph-small-a", now), insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(w *world) []action { return []action{check(w, 1, "eph-small-a")} },
+		},
+		{
+			name: "a displaced job with a spare runner coming is left to it",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: displaced(1, "eph-small-a", now), insts: []Instance{running("eph-small-a", now)}}
+			},
+			spare: 1,
+			want:  func(w *world) []action { return nil },
+		},
+		{
+			name: "two displaced jobs, one spare runner: the longer displaced is checked",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: append(displaced(1, "eph-small-a", now), displaced(2, "eph-small-b", now.Add(-time.Second))...),
+					insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)}}
+			},
+			spare: 1,
+			want:  func(w *world) []action { return []action{check(w, 2, "eph-small-b")} },
+		},
+		{
+			name: "no more than the pool's free slots are checked",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: append(displaced(1, "eph-small-a", now), displaced(2, "eph-small-b", now.Add(-time.Second))...),
+					insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
+					slots: map[string]string{"small.0": "eph-small-a", "small.1": "eph-small-b", "small.2": "eph-small-c"}}
+			},
+			want: func(w *world) []action { return []action{check(w, 2, "eph-small-b")} },
+		},
+		{
+			name: "none at all in a full pool",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: displaced(1, "eph-small-a", now), insts: []Instance{running("eph-small-a", now)},
+					slots: map[string]string{"small.0": "eph-small-a", "small.1": "eph-small-b", "small.2": "eph-small-c", "small.3": "eph-small-d"}}
+			},
+			want: func(w *world) []action { return nil },
+		},
+		{
+			name: "a displaced job whose runner is gone is left to the stuck-job check",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: displaced(1, "eph-small-a", now)}
+			},
+			want: func(w *world) []action { return nil },
+		},
+		{
+			name: "a displaced job is left to the runner owed to the job that took its runner, still to be made",
+			world: func(now time.Time) worldOf {
+				cl := displaced(1, "eph-small-a", now)
+				cl[1].State, cl[1].Runner = claimWaiting, "" // waiting for a slot
+				return worldOf{claims: cl, insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(w *world) []action { return nil },
+		},
+		{
+			name: "... or being made, before its record is written",
+			world: func(now time.Time) worldOf {
+				cl := displaced(1, "eph-small-a", now)
+				cl[1].State = claimClaimed
+				return worldOf{claims: cl, insts: []Instance{running("eph-small-a", now)}}
+			},
+			want: func(w *world) []action { return nil },
+		},
+		{
+			name: "a runner with a record is planPool's to count",
+			world: func(now time.Time) worldOf {
+				cl := displaced(1, "eph-small-a", now)
+				cl[1].State = claimClaimed
+				r := started("eph-small-lost", now)
+				r.State, r.JobID = runnerProvisioning, 101
+				return worldOf{claims: cl, insts: []Instance{running("eph-small-a", now)}, recs: []runnerRec{r}}
+			},
+			want: func(w *world) []action { return []action{check(w, 1, "eph-small-a")} },
+		},
+		{
+			name: "a displaced job may be the one a busy runner no claim knows of runs",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: displaced(1, "eph-small-a", now), insts: []Instance{running("eph-small-a", now), running("eph-small-b", now)},
+					gh: []GitHubRunner{{ID: 1, Name: "eph-small-a", Online: true, Busy: true}, {ID: 2, Name: "eph-small-b", Online: true, Busy: true}}}
+			},
+			want: func(w *world) []action { return nil },
+		},
+		{
+			name: "a job whose runner ran that very job, or that started, is not displaced",
+			world: func(now time.Time) worldOf {
+				return worldOf{claims: []claimRec{
+					{JobID: 1, Pool: "small", State: claimProvisioned, Runner: "eph-small-a", Started: true, RanOn: "eph-small-a"},
+					{JobID: 2, Pool: "small", State: claimProvisioned, Runner: "eph-small-b", Started: true, RanOn: "eph-small-c"},
+					{JobID: 3, Pool: "small", State: claimProvisioned, Runner: "eph-small-c", Started: true, RanOn: "eph-small-b"},
+				}, insts: []Instance{running("eph-small-a", now), running("eph-small-b", now), running("eph-small-c", now)}}
+			},
+			want: func(w *world) []action { return nil },
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			now := t0
+			w := c.world(now).build(now)
+			p := testPlanner(now)
+			if diff := cmp.Diff(c.want(w), p.planStuck(w, map[string]int{"small": c.spare}), planOpts); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A displaced job's runner is busy with the job that took it: it is
+// counted busy, not removed as superseded once the job's claim names a
+// new runner (GitHub would refuse, at a request a pass).
+func TestABusyRunnerWhoseJobWasServedAgainIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		r := started("eph-small-a", now)
+		r.JobID = 1
+		w := worldOf{recs: []runnerRec{r}, insts: []Instance{running("eph-small-a", now)}, gh: []GitHubRunner{{ID: 4, Name: "eph-small-a", Online: true, Busy: true}},
+			claims: []claimRec{{JobID: 1, Pool: "small", State: claimProvisioned, Runner: "eph-small-next"}}}.build(now)
+		p := testPlanner(now)
+		got, spare := p.planPool(small, w)
+		want := []action{{Kind: actMarkBusy, Pool: "small", Runner: "eph-small-a", At: now.UTC()}, status(now, 0, 1, 0, 0), topUp(1)}
+		if diff := cmp.Diff(want, got, planOpts); diff != "" {
+			t.Errorf("plan (-want +got):\n%s", diff)
+		}
+		if spare != 1 {
+			t.Errorf("spare runners: %d, want 1 (the top-up's)", spare)
+		}
+	})
+}
+
+// A pool's top-up adds a runner that takes a displaced job: the job is
+// not served a second time in the same pass (seen as two job-bound
+// runners for one job when all replicas restarted mid-run).
+func TestADisplacedJobIsLeftToTheTopUpsRunner(t *testing.T) {
+	now := t0
+	w := worldOf{
+		claims: []claimRec{
+			{JobID: 1, Pool: "small", Repo: "acme/app", State: claimProvisioned, Runner: "eph-small-a", ClaimedAt: now},
+			{JobID: 2, Pool: "small", Repo: "acme/app", State: claimProvisioned, Runner: "eph-small-lost", Started: true, StartedAt: now, RanOn: "eph-small-a"},
+		},
+		insts: []Instance{running("eph-small-a", now)},
+		gh:    []GitHubRunner{{ID: 4, Name: "eph-small-a", Online: true, Busy: true}},
+	}.build(now)
+	checked := func(p planner) []int64 {
+		var out []int64
+		for _, a := range p.plan(w) {
+			if a.Kind == actCheckStuck {
+				out = append(out, a.Claim.Val.JobID)
+			}
+		}
+		return out
+	}
+	if got := checked(testPlanner(now)); len(got) != 0 {
+		t.Errorf("checked as stuck: %v, want none: the top-up's runner takes job 1", got)
+	}
+	noBuffer := testPlanner(now)
+	noBuffer.pools = []config.Pool{{Name: "small", MinIdle: 0, Max: 4}}
+	if got := checked(noBuffer); !slices.Equal(got, []int64{1}) {
+		t.Errorf("without a buffer, checked as stuck: %v, want [1]", got)
 	}
 }
 
@@ -670,7 +855,7 @@ func TestPlanCoversEveryPoolThenStuckJobsOnlyWhenGitHubWasRead(t *testing.T) {
 			{"with GitHub's list: both pools, then the stuck job", false, func(w *world) []action {
 				return []action{status(now, 0, 0, 0, 0), topUp(1),
 					{Kind: actStatus, Pool: "large", Counts: poolCounts{At: now.UTC()}}, {Kind: actTopUp, Pool: "large"},
-					{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+					{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Reason: stuckGone}}
 			}},
 			{"without it: the pools' census and status only", true, func(w *world) []action {
 				return []action{status(now, 0, 0, 0, 0), {Kind: actStatus, Pool: "large", Counts: poolCounts{At: now.UTC()}}}

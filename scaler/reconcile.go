@@ -374,7 +374,7 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 	}
 	cl.State = claimProvisioned
 	s.swapClaim(ctx, cl, rev, log, "record a stuck job provisioned")
-	s.act(p.Name, "reprovision", log.With().Str(logkey.NewRunner, cl.Runner).Logger(), "job still queued on GitHub after its runner came and went")
+	s.act(p.Name, "reprovision", log.With().Str(logkey.NewRunner, cl.Runner).Logger(), a.Reason)
 }
 
 // swapClaim writes cl at rev; losing to a concurrent write is expected

@@ -316,3 +316,72 @@ func TestADeadClaimantsInstanceIsAdoptedNotDuplicated(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "nothing left behind", func() bool { return e.clean() && e.countKeys(scaler.BucketRunners) == 0 })
 }
+
+// A runner lost before it came online, after its job started on the
+// runner made for another job, leaves that other job displaced with no
+// runner coming (the scale-out burst with a replica SIGKILLed left 6 of
+// 1,000 jobs so): the reconciler checks it on GitHub and serves it
+// again, and the runner it was made for keeps the job that took it.
+func TestADisplacedJobWhoseRunnerWasTakenAndWhoseSpareWasLostIsServedAgain(t *testing.T) {
+	p := pool("small", 0, 3)
+	e := newEnv(t, p)
+	older := e.queue(1, p, time.Hour)[0] // runs past the test's end
+	younger := e.queue(1, p, 200*time.Millisecond)[0]
+	online := e.prov.OnCreated
+	var lost atomic.Value // the older job's runner
+	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
+		if spec.JobID == older && lost.CompareAndSwap(nil, spec.Name) {
+			e.prov.Exit(spec.Name) // its instance fails before the runner is up
+			return
+		}
+		online(spec) // the runner comes up and takes the oldest queued job
+	}
+	r := e.start(e.config())
+	waitFor(t, 20*time.Second, "the younger job to complete", e.allCompleted([]int64{younger}))
+	e.succeeded(t, []int64{younger})
+	j, _ := e.fake.GetJob(older)
+	if j.Status != githubfake.JobInProgress || j.RunnerName == "" || j.RunnerName == lost.Load() {
+		t.Errorf("the older job: %s on %q, want in progress on the runner made for the younger job", j.Status, j.RunnerName)
+	}
+	if n := metricSum(t, r.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "reprovision"}); n != 1 {
+		t.Errorf("reprovisions: %v, want 1", n)
+	}
+	if got := e.jobBoundCreates(); got[older] != 1 || got[younger] != 2 {
+		t.Errorf("job-bound creates: %v, want 1 for the older job (lost) and 2 for the younger", got)
+	}
+}
+
+// The same chain without a loss: the older job's runner comes up late and
+// takes the younger job, and the reconciler, counting it spare once the
+// older job started elsewhere, serves nothing again.
+func TestADisplacedJobWithASpareRunnerComingIsLeftToIt(t *testing.T) {
+	p := pool("small", 0, 3)
+	e := newEnv(t, p)
+	older := e.queue(1, p, time.Hour)[0]
+	younger := e.queue(1, p, 200*time.Millisecond)[0]
+	online := e.prov.OnCreated
+	var tookOlder atomic.Bool
+	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
+		if spec.JobID == older {
+			// Up only once the younger job's runner took the older job,
+			// and a few reconcile passes later.
+			for !tookOlder.Load() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(time.Second)
+		}
+		online(spec)
+		if spec.JobID == younger {
+			tookOlder.Store(true)
+		}
+	}
+	r := e.start(e.config())
+	waitFor(t, 20*time.Second, "the younger job to complete", e.allCompleted([]int64{younger}))
+	e.succeeded(t, []int64{younger})
+	if n := metricSum(t, r.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "reprovision"}); n != 0 {
+		t.Errorf("reprovisions: %v, want 0: the older job's runner was on its way", n)
+	}
+	if n := e.prov.Creates(); n != 2 {
+		t.Errorf("creates: %d, want 2", n)
+	}
+}
