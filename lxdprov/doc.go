@@ -18,7 +18,8 @@
 //
 // A pool's storage_pool places its instances' root disks on that LXD
 // storage pool (it must exist); Storage reports each pool's storage pool
-// and driver, and PoolStorage.Warning flags a virtual-machine pool on dir.
+// and driver, and PoolStorage.Warning flags a pool that copies a whole disk
+// per instance on dir (a virtual machine, or a template's copy).
 //
 // A container pool with template: true has its instances copied from a
 // template instance, eph-tpl-<pool>-<fingerprint 12>, instead of created

@@ -64,6 +64,7 @@ type PoolStorage struct {
 	InstanceType string
 	StoragePool  string // the LXD storage pool
 	Driver       string // its driver: dir, btrfs, zfs, lvm, ceph…
+	Template     bool   // its instances are copies of a template
 }
 
 // Storage reports, for each configured pool, the LXD storage pool its
@@ -92,17 +93,24 @@ func (p *Provider) Storage(ctx context.Context) ([]PoolStorage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", name, err)
 		}
-		out = append(out, PoolStorage{Pool: name, InstanceType: pl.cfg.InstanceType, StoragePool: sp, Driver: driver})
+		out = append(out, PoolStorage{Pool: name, InstanceType: pl.cfg.InstanceType, StoragePool: sp, Driver: driver, Template: usesTemplate(pl.cfg)})
 	}
 	return out, nil
 }
 
 // Warning is what an operator should hear about this placement, or "": a
 // virtual machine on a dir storage pool gets a full copy of its image's
-// multi-gigabyte disk at every create.
+// multi-gigabyte disk at every create, and so does a copy of a template
+// (measured with the runner image: queued → online p50 43 s from the
+// template on dir, 24 s from the image, 10 s from the template on btrfs).
 func (s PoolStorage) Warning() string {
-	if s.InstanceType == config.InstanceVM && s.Driver == DriverDir {
+	switch {
+	case s.Driver != DriverDir:
+		return ""
+	case s.InstanceType == config.InstanceVM:
 		return fmt.Sprintf("pool %s: virtual machines on storage pool %q (driver dir) copy the whole image disk for every instance; use a copy-on-write storage pool (btrfs, zfs, lvm thin) with storage_pool", s.Pool, s.StoragePool)
+	case s.Template:
+		return fmt.Sprintf("pool %s: template: true on storage pool %q (driver dir) copies the template's whole root file system for every instance, slower than creating from the image; use a copy-on-write storage pool (btrfs, zfs, lvm thin) with storage_pool, or template: false", s.Pool, s.StoragePool)
 	}
 	return ""
 }

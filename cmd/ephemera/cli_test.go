@@ -125,19 +125,21 @@ func TestStatusReadsPoolsFromNATS(t *testing.T) {
 	}
 }
 
-func TestConfigCheckWarnsOfAVirtualMachinePoolOnDirStorage(t *testing.T) {
+func TestConfigCheckWarnsOfAFullCopyPerInstanceOnDirStorage(t *testing.T) {
 	lxdtest.Require(t)
 	t.Setenv("EPHEMERA_POLICY_ADMIN_TOKEN", "s3cr3t-admin-value-0123456789abcdef")
 	t.Setenv("EPHEMERA_GITHUB_TOKEN", "s3cr3t-github-value")
 	// This machine's default profile keeps root disks on the dir pool
 	// "default" (make lxd-dev).
 	vm := writeConfig(t, strings.Replace(checkConfig, "instance_type: container", "instance_type: virtual-machine", 1))
+	tpl := writeConfig(t, strings.Replace(checkConfig, "max: 3 }", "max: 3, template: true }", 1))
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
 		{"a virtual-machine pool on dir is warned of", []string{"config", "check", "--config", vm}, `warning: pool small: virtual machines on storage pool "default" (driver dir)`},
+		{"a container pool copied from a template on dir is warned of", []string{"config", "check", "--config", tpl}, `warning: pool small: template: true on storage pool "default" (driver dir)`},
 		{"a container pool on dir is not", []string{"config", "check", "--config", writeConfig(t, checkConfig)}, ""},
 		{"--offline does not ask LXD", []string{"config", "check", "--offline", "--config", vm}, ""},
 	} {
