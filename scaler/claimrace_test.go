@@ -58,3 +58,12 @@ func TestAJobThatStartsWhileItsRunnerIsCreatedIsStillRecordedProvisioned(t *test
 		return state == "provisioned" && started
 	})
 }
+
+// claimRanOn is the runner job id's claim says the job ran on.
+func (e *env) claimRanOn(id int64) string {
+	var c struct {
+		RanOn string `json:"ran_on"`
+	}
+	_ = json.Unmarshal([]byte(e.rawClaim(id)), &c)
+	return c.RanOn
+}

@@ -339,7 +339,8 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 		}
 		return
 	case stuckStarted:
-		cl.started(s.now(), "")
+		// The runner it names is busy with it: not a spare (comingRunners).
+		cl.started(s.now(), st.RunnerName)
 		s.swapClaim(ctx, cl, rev, log, "record a stuck job started")
 		return
 	case stuckCompleted:

@@ -385,3 +385,41 @@ func TestADisplacedJobWithASpareRunnerComingIsLeftToIt(t *testing.T) {
 		t.Errorf("creates: %d, want 2", n)
 	}
 }
+
+// A job whose runner was lost and whose in_progress event was lost too
+// is found started on GitHub by the stuck-job check, which records the
+// runner it took: that runner was made for another job, which is then
+// known displaced and served again (recorded without the runner, the
+// other job waited for a runner that was busy already).
+func TestAStuckJobFoundStartedRecordsTheRunnerItTook(t *testing.T) {
+	p := pool("small", 0, 3)
+	e := newEnv(t, p)
+	older := e.queue(1, p, time.Hour)[0] // runs past the test's end
+	younger := e.queue(1, p, 200*time.Millisecond)[0]
+	online := e.prov.OnCreated
+	var lost atomic.Value // the older job's runner
+	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
+		if spec.JobID == older && lost.CompareAndSwap(nil, spec.Name) {
+			e.prov.Exit(spec.Name)
+			return
+		}
+		if spec.JobID == younger {
+			// The older job's in_progress event, and its redeliveries,
+			// fail until the stuck-job check has recorded the job started.
+			e.bridge.Down.Store(true)
+		}
+		online(spec) // takes the oldest queued job: the older one
+	}
+	e.start(e.config())
+	waitFor(t, 20*time.Second, "the stuck-job check to record the older job started", func() bool {
+		_, started := e.claimOf(older)
+		return started
+	})
+	e.bridge.Down.Store(false)
+	j, _ := e.fake.GetJob(older)
+	if ranOn := e.claimRanOn(older); ranOn == "" || ranOn != j.RunnerName {
+		t.Errorf("the older job's claim says it ran on %q, GitHub on %q", ranOn, j.RunnerName)
+	}
+	waitFor(t, 20*time.Second, "the younger job to complete", e.allCompleted([]int64{younger}))
+	e.succeeded(t, []int64{younger})
+}
