@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -407,6 +408,7 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 	}
 	for _, j := range never {
 		job(j)
+		h.chain(logf, j.ID, recs)
 	}
 	deliveries := map[int64][]string{}
 	for _, dl := range h.Fake.Deliveries() {
@@ -425,6 +427,36 @@ func (h *Harness) logLate(t testing.TB, d time.Duration) {
 		path = "(not written)"
 	}
 	t.Logf("%d jobs never started, %d had no runner asked for, %d waited longer than %s; their trail: %s", len(never), len(unasked), len(late), d, path)
+}
+
+// chain follows a job that never started through the runners that took
+// other jobs (GitHub lets a runner take any queued job with its labels):
+// its claim's runner ran job X, X's claim's runner ran job Y, … up to the
+// runner that is not busy or gone, whose job's trail it logs.
+func (h *Harness) chain(logf func(string, ...any), id int64, recs map[int64][]standin.Record) {
+	seen := map[int64]bool{}
+	for !seen[id] {
+		seen[id] = true
+		var cl struct {
+			Runner string `json:"runner"`
+		}
+		stored := h.storedClaim(id)
+		if err := json.Unmarshal([]byte(stored), &cl); err != nil || cl.Runner == "" {
+			logf("  chain: job %d: claim names no runner: %s", id, stored)
+			break
+		}
+		rn, registered := h.Fake.RunnerByName(cl.Runner)
+		logf("  chain: job %d's runner %s: registered %v, busy %v with job %d; instance %q", id, cl.Runner, registered, rn.Busy, rn.JobID, h.Standin.State(cl.Runner))
+		if !registered || !rn.Busy || rn.JobID == 0 {
+			break
+		}
+		id = rn.JobID
+	}
+	for _, r := range recs[id] {
+		logf("  chain end: job %d's runner %s asked %s running %s online %s; instance %q", id, r.Name,
+			r.AskedAt.Format(time.StampMilli), r.RunningAt.Format(time.StampMilli), r.OnlineAt.Format(time.StampMilli), h.Standin.State(r.Name))
+	}
+	h.logJob(logf, id)
 }
 
 // logJob logs job id's stored claim and every log line of the webhook
