@@ -19,9 +19,6 @@ import "strconv"
 //     up: the list tells idle from booting);
 //   - a job that may be stuck (its claim is past the checks planStuck
 //     makes), or a claim whose claimant is gone;
-//   - a pool with more displaced jobs than spare runners (as KV counts
-//     them: not busy, and made for no job or for one that started, or
-//     owed to a started job and still to be made) and a free slot;
 //   - the last read failed.
 //
 // A pass without the list does what KV and the instance list settle
@@ -29,7 +26,11 @@ import "strconv"
 // leaves the census (status and gauges) as the last list left it. The
 // bound: an orphan registration, or a runner state a lost webhook would
 // have told, is seen within listEvery intervals (1 min at the default
-// 30 s), and acted on in the pass that sees it.
+// 30 s), and acted on in the pass that sees it. A displaced job with no
+// spare runner (see displacedJobs) waits for a pass that lists anyway:
+// KV alone cannot tell it from one whose in_progress event is still on
+// its way, and listing for it cost 0.07 requests a job in
+// BenchmarkGitHubSpendPerJob, where it was never needed.
 
 // listEvery: GitHub's runner list is read every this many passes while
 // nothing is due.
@@ -39,7 +40,6 @@ const listEvery = 2
 // need not), from KV alone: w's records and claims.
 func (p planner) listDue(w *world) string {
 	available := map[string]int{} // pool → runners not busy nor done
-	spare := map[string]int{}     // pool → those of them no waiting job was made for
 	idlePast := map[string]int{}  // pool → runners idle for idle_grace
 	for _, e := range w.recs {
 		r := e.Val
@@ -47,9 +47,6 @@ func (p planner) listDue(w *world) string {
 			continue
 		}
 		available[r.Pool]++
-		if c, ok := w.claims[jobKey(r.JobID)]; r.JobID == 0 || ok && !c.Val.waiting() {
-			spare[r.Pool]++
-		}
 		switch {
 		case r.State != runnerProvisioning && r.OnlineAt.IsZero() && p.now.Sub(r.CreatedAt) > p.bootstrapTimeout:
 			return "a runner not seen online within bootstrap_timeout"
@@ -74,14 +71,6 @@ func (p planner) listDue(w *world) string {
 	for _, c := range w.claims {
 		if p.maybeStuck(c.Val) {
 			return "a job that may be stuck"
-		}
-	}
-	// The instances are not read yet: a runner with a record exists.
-	displaced := p.displacedJobs(w, func(runner string) bool { _, ok := w.recs[runner]; return ok })
-	coming := p.comingRunners(w, false)
-	for _, pool := range p.pools {
-		if len(displaced[pool.Name]) > spare[pool.Name]+coming[pool.Name] && p.freeSlots(pool, w) > 0 {
-			return "a displaced job with no spare runner"
 		}
 	}
 	return ""

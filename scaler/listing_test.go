@@ -55,11 +55,8 @@ func TestListDueWhenOnlyTheRunnerListCanSettleADecision(t *testing.T) {
 				r.TokenID, r.TokenExpires = "tok", now.Add(10*time.Minute)
 				return r
 			}()}}, "an idle runner's token to extend"},
-			{"a displaced job, no spare runner", worldOf{recs: []runnerRec{busy("eph-small-a"), jobBound(booting("eph-small-c"), 3)}, claims: displacedBy(now, 1, 101, "eph-small-a", 3, "eph-small-c")},
-				"a displaced job with no spare runner"},
-			{"a displaced job, one spare runner", worldOf{recs: []runnerRec{busy("eph-small-a"), booting("eph-small-c")}, claims: displacedBy(now, 1, 101, "eph-small-a")}, ""},
-			{"a displaced job, no spare runner, no free slot", worldOf{recs: []runnerRec{busy("eph-small-a"), jobBound(booting("eph-small-c"), 3)}, claims: displacedBy(now, 1, 101, "eph-small-a", 3, "eph-small-c"),
-				slots: map[string]string{"small.0": "eph-small-a", "small.1": "eph-small-b", "small.2": "eph-small-c", "small.3": "eph-small-d"}}, ""},
+			{"a displaced job with no spare runner waits for a pass that lists anyway", worldOf{recs: []runnerRec{busy("eph-small-a"), jobBound(booting("eph-small-c"), 3)},
+				claims: displacedBy(now, 1, 101, "eph-small-a", 3, "eph-small-c")}, ""},
 			{"a claim past its deadline", worldOf{recs: []runnerRec{booting("eph-small-a")},
 				claims: []claimRec{{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-x", Deadline: now.Add(-time.Hour)}}}, "a job that may be stuck"},
 			{"a claim whose claimant's liveness key is gone", worldOf{recs: []runnerRec{booting("eph-small-a")}, alive: []string{"r-live"},
