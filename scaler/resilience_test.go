@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/scaler"
 	"github.com/ephemera-ci/ephemera/scaler/scalertest"
@@ -325,17 +326,7 @@ func TestADeadClaimantsInstanceIsAdoptedNotDuplicated(t *testing.T) {
 func TestADisplacedJobWhoseRunnerWasTakenAndWhoseSpareWasLostIsServedAgain(t *testing.T) {
 	p := pool("small", 0, 3)
 	e := newEnv(t, p)
-	older := e.queue(1, p, time.Hour)[0] // runs past the test's end
-	younger := e.queue(1, p, 200*time.Millisecond)[0]
-	online := e.prov.OnCreated
-	var lost atomic.Value // the older job's runner
-	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
-		if spec.JobID == older && lost.CompareAndSwap(nil, spec.Name) {
-			e.prov.Exit(spec.Name) // its instance fails before the runner is up
-			return
-		}
-		online(spec) // the runner comes up and takes the oldest queued job
-	}
+	older, younger, lost := e.loseTheOlderJobsRunner(p, nil)
 	r := e.start(e.config())
 	waitFor(t, 20*time.Second, "the younger job to complete", e.allCompleted([]int64{younger}))
 	e.succeeded(t, []int64{younger})
@@ -394,22 +385,9 @@ func TestADisplacedJobWithASpareRunnerComingIsLeftToIt(t *testing.T) {
 func TestAStuckJobFoundStartedRecordsTheRunnerItTook(t *testing.T) {
 	p := pool("small", 0, 3)
 	e := newEnv(t, p)
-	older := e.queue(1, p, time.Hour)[0] // runs past the test's end
-	younger := e.queue(1, p, 200*time.Millisecond)[0]
-	online := e.prov.OnCreated
-	var lost atomic.Value // the older job's runner
-	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
-		if spec.JobID == older && lost.CompareAndSwap(nil, spec.Name) {
-			e.prov.Exit(spec.Name)
-			return
-		}
-		if spec.JobID == younger {
-			// The older job's in_progress event, and its redeliveries,
-			// fail until the stuck-job check has recorded the job started.
-			e.bridge.Down.Store(true)
-		}
-		online(spec) // takes the oldest queued job: the older one
-	}
+	// The older job's in_progress event, and its redeliveries, fail until
+	// the stuck-job check has recorded the job started.
+	older, younger, _ := e.loseTheOlderJobsRunner(p, func() { e.bridge.Down.Store(true) })
 	e.start(e.config())
 	waitFor(t, 20*time.Second, "the stuck-job check to record the older job started", func() bool {
 		_, started := e.claimOf(older)
@@ -422,4 +400,27 @@ func TestAStuckJobFoundStartedRecordsTheRunnerItTook(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the younger job to complete", e.allCompleted([]int64{younger}))
 	e.succeeded(t, []int64{younger})
+}
+
+// loseTheOlderJobsRunner queues an older job (running past the test's
+// end) and a younger one in p, and makes the older job's first runner
+// fail before it comes up; the younger job's runner comes up and takes
+// the oldest queued job, the older one, after calling before (when not
+// nil). It returns the jobs and, once created, the lost runner's name.
+func (e *env) loseTheOlderJobsRunner(p config.Pool, before func()) (older, younger int64, lost *atomic.Value) {
+	older = e.queue(1, p, time.Hour)[0]
+	younger = e.queue(1, p, 200*time.Millisecond)[0]
+	online := e.prov.OnCreated
+	lost = new(atomic.Value)
+	e.prov.OnCreated = func(spec scaler.InstanceSpec) {
+		if spec.JobID == older && lost.CompareAndSwap(nil, spec.Name) {
+			e.prov.Exit(spec.Name) // its instance fails before the runner is up
+			return
+		}
+		if spec.JobID == younger && before != nil {
+			before()
+		}
+		online(spec)
+	}
+	return older, younger, lost
 }

@@ -1,7 +1,6 @@
 package endtoend
 
 import (
-	"os/exec"
 	"testing"
 	"time"
 
@@ -9,9 +8,6 @@ import (
 
 	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/demo"
-	"github.com/ephemera-ci/ephemera/internal/waitfor"
-	"github.com/ephemera-ci/ephemera/lxdprov"
-	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
 
 // BenchmarkQueuedToRunningColdStandinContainers measures how long a job
@@ -71,46 +67,19 @@ func BenchmarkQueuedToRunningColdStandinContainers(b *testing.B) {
 func BenchmarkQueuedToRunningByStorageAndSource(b *testing.B) {
 	e2etest.RequireStandinImage(b)
 	e2etest.TakeTurn(b)
-	btrfs := "" // made once, for both btrfs sub-benchmarks
-	if _, err := exec.LookPath("mkfs.btrfs"); err == nil {
-		btrfs = lxdtest.BtrfsPool(b)
+	base := demo.Spec{
+		MinIdle: 0, Max: 10, Image: e2etest.StandinImage,
+		Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
 	}
-	for _, storage := range []string{lxdprov.DriverDir, lxdprov.DriverBtrfs} {
-		for _, source := range []string{lxdprov.SourceImage, lxdprov.SourceTemplate} {
-			b.Run(storage+"/"+source, func(b *testing.B) {
-				spec := demo.Spec{
-					Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 10, Image: e2etest.StandinImage,
-					Interval: time.Second, BootstrapTimeout: time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
-					Template: source == lxdprov.SourceTemplate,
-				}
-				if storage == lxdprov.DriverBtrfs {
-					if btrfs == "" {
-						b.Skip("mkfs.btrfs not found on PATH: apt-get install btrfs-progs")
-					}
-					spec.StoragePool = btrfs
-				}
-				var lat []time.Duration
-				for range b.N {
-					sys, err := demo.Start(b.Context(), spec)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := waitfor.Within(3*time.Minute, sys.TemplatesReady); err != nil {
-						sys.Close()
-						b.Fatal("the pool's template was not ready within 3 minutes")
-					}
-					res, err := sys.Run(b.Context(), demo.Plan{Jobs: 12, Rate: 2, Duration: 500 * time.Millisecond, Timeout: 5 * time.Minute}, 200*time.Millisecond, func(demo.Snapshot) {})
-					sys.Close()
-					if err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, res.Latencies...)
-				}
-				b.ReportMetric(float64(demo.Percentile(lat, 50).Milliseconds()), "queued-to-running-p50-ms")
-				b.ReportMetric(float64(demo.Percentile(lat, 99).Milliseconds()), "queued-to-running-p99-ms")
-				b.ReportMetric(float64(len(lat)), "jobs")
-				b.ReportMetric(0, "ns/op")
-			})
+	e2etest.ByStorageAndSource(b, base, func(b *testing.B, spec demo.Spec) {
+		var lat []time.Duration
+		for range b.N {
+			res := e2etest.RunWhenReady(b, spec, 3*time.Minute, demo.Plan{Jobs: 12, Rate: 2, Duration: 500 * time.Millisecond, Timeout: 5 * time.Minute}, 200*time.Millisecond)
+			lat = append(lat, res.Latencies...)
 		}
-	}
+		b.ReportMetric(float64(demo.Percentile(lat, 50).Milliseconds()), "queued-to-running-p50-ms")
+		b.ReportMetric(float64(demo.Percentile(lat, 99).Milliseconds()), "queued-to-running-p99-ms")
+		b.ReportMetric(float64(len(lat)), "jobs")
+		b.ReportMetric(0, "ns/op")
+	})
 }

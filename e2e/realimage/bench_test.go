@@ -1,7 +1,6 @@
 package realimage
 
 import (
-	"os/exec"
 	"testing"
 	"time"
 
@@ -9,9 +8,6 @@ import (
 
 	"github.com/ephemera-ci/ephemera/e2e/e2etest"
 	"github.com/ephemera-ci/ephemera/internal/demo"
-	"github.com/ephemera-ci/ephemera/internal/waitfor"
-	"github.com/ephemera-ci/ephemera/lxdprov"
-	"github.com/ephemera-ci/ephemera/lxdprov/lxdtest"
 )
 
 // BenchmarkQueuedToRunningColdRealImageContainers is the cold path of
@@ -35,29 +31,17 @@ func BenchmarkQueuedToRunningColdRealImageContainers(b *testing.B) {
 		online, running []time.Duration
 		jobs            int
 	)
+	spec := demo.Spec{
+		Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 5, Image: image, Memory: 512 << 20,
+		Interval: time.Second, BootstrapTimeout: 3 * time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
+	}
 	for range b.N {
-		sys, err := demo.Start(b.Context(), demo.Spec{
-			Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 5, Image: image, Memory: 512 << 20,
-			Interval: time.Second, BootstrapTimeout: 3 * time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := sys.Run(b.Context(), demo.Plan{Jobs: 10, Rate: 0.5, Duration: 500 * time.Millisecond, Timeout: 10 * time.Minute}, 250*time.Millisecond, func(demo.Snapshot) {})
-		sys.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
+		res := e2etest.RunWhenReady(b, spec, time.Minute, demo.Plan{Jobs: 10, Rate: 0.5, Duration: 500 * time.Millisecond, Timeout: 10 * time.Minute}, 250*time.Millisecond)
 		online = append(online, res.OnlineLatencies...)
 		running = append(running, res.Latencies...)
 		jobs += len(res.Jobs)
 	}
-	b.ReportMetric(float64(demo.Percentile(online, 50).Milliseconds()), "queued-to-online-p50-ms")
-	b.ReportMetric(float64(demo.Percentile(online, 99).Milliseconds()), "queued-to-online-p99-ms")
-	b.ReportMetric(float64(demo.Percentile(running, 50).Milliseconds()), "queued-to-running-p50-ms")
-	b.ReportMetric(float64(demo.Percentile(running, 99).Milliseconds()), "queued-to-running-p99-ms")
-	b.ReportMetric(float64(jobs), "jobs")
-	b.ReportMetric(0, "ns/op")
+	reportOnlineAndRunning(b, online, running, jobs)
 }
 
 // BenchmarkQueuedToRunningRealImageByStorageAndSource is
@@ -70,50 +54,30 @@ func BenchmarkQueuedToRunningColdRealImageContainers(b *testing.B) {
 // are named storage/source.
 func BenchmarkQueuedToRunningRealImageByStorageAndSource(b *testing.B) {
 	e2etest.TakeTurn(b)
-	image := buildRunnerImage(b)
-	btrfs := "" // made once, for both btrfs sub-benchmarks
-	if _, err := exec.LookPath("mkfs.btrfs"); err == nil {
-		btrfs = lxdtest.BtrfsPool(b)
+	base := demo.Spec{
+		MinIdle: 0, Max: 5, Image: buildRunnerImage(b), Memory: 512 << 20,
+		Interval: time.Second, BootstrapTimeout: 3 * time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
 	}
-	for _, storage := range []string{lxdprov.DriverDir, lxdprov.DriverBtrfs} {
-		for _, source := range []string{lxdprov.SourceImage, lxdprov.SourceTemplate} {
-			b.Run(storage+"/"+source, func(b *testing.B) {
-				spec := demo.Spec{
-					Pools: []string{"b" + demo.RandomHex(2)}, MinIdle: 0, Max: 5, Image: image, Memory: 512 << 20,
-					Interval: time.Second, BootstrapTimeout: 3 * time.Minute, IdleGrace: 5 * time.Second, Log: zerolog.Nop(),
-					Template: source == lxdprov.SourceTemplate,
-				}
-				if storage == lxdprov.DriverBtrfs {
-					if btrfs == "" {
-						b.Skip("mkfs.btrfs not found on PATH: apt-get install btrfs-progs")
-					}
-					spec.StoragePool = btrfs
-				}
-				var online, running []time.Duration
-				for range b.N {
-					sys, err := demo.Start(b.Context(), spec)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := waitfor.Within(5*time.Minute, sys.TemplatesReady); err != nil {
-						sys.Close()
-						b.Fatal("the pool's template was not ready within 5 minutes")
-					}
-					res, err := sys.Run(b.Context(), demo.Plan{Jobs: 10, Rate: 0.5, Duration: 500 * time.Millisecond, Timeout: 10 * time.Minute}, 250*time.Millisecond, func(demo.Snapshot) {})
-					sys.Close()
-					if err != nil {
-						b.Fatal(err)
-					}
-					online = append(online, res.OnlineLatencies...)
-					running = append(running, res.Latencies...)
-				}
-				b.ReportMetric(float64(demo.Percentile(online, 50).Milliseconds()), "queued-to-online-p50-ms")
-				b.ReportMetric(float64(demo.Percentile(online, 99).Milliseconds()), "queued-to-online-p99-ms")
-				b.ReportMetric(float64(demo.Percentile(running, 50).Milliseconds()), "queued-to-running-p50-ms")
-				b.ReportMetric(float64(demo.Percentile(running, 99).Milliseconds()), "queued-to-running-p99-ms")
-				b.ReportMetric(float64(len(running)), "jobs")
-				b.ReportMetric(0, "ns/op")
-			})
+	e2etest.ByStorageAndSource(b, base, func(b *testing.B, spec demo.Spec) {
+		var online, running []time.Duration
+		jobs := 0
+		for range b.N {
+			res := e2etest.RunWhenReady(b, spec, 5*time.Minute, demo.Plan{Jobs: 10, Rate: 0.5, Duration: 500 * time.Millisecond, Timeout: 10 * time.Minute}, 250*time.Millisecond)
+			online = append(online, res.OnlineLatencies...)
+			running = append(running, res.Latencies...)
+			jobs += len(res.Jobs)
 		}
-	}
+		reportOnlineAndRunning(b, online, running, jobs)
+	})
+}
+
+// reportOnlineAndRunning reports the queued → online and queued →
+// running percentiles of a run's jobs, and how many jobs it submitted.
+func reportOnlineAndRunning(b *testing.B, online, running []time.Duration, jobs int) {
+	b.ReportMetric(float64(demo.Percentile(online, 50).Milliseconds()), "queued-to-online-p50-ms")
+	b.ReportMetric(float64(demo.Percentile(online, 99).Milliseconds()), "queued-to-online-p99-ms")
+	b.ReportMetric(float64(demo.Percentile(running, 50).Milliseconds()), "queued-to-running-p50-ms")
+	b.ReportMetric(float64(demo.Percentile(running, 99).Milliseconds()), "queued-to-running-p99-ms")
+	b.ReportMetric(float64(jobs), "jobs")
+	b.ReportMetric(0, "ns/op")
 }
