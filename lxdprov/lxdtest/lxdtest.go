@@ -42,13 +42,14 @@ const (
 
 var (
 	connectOnce sync.Once
-	client      lxd.InstanceServer
+	client      lxd.InstanceServer // shared: see shared
 	socket      string
 	connectErr  error
 )
 
-// connect connects once per test binary.
-func connect() (lxd.InstanceServer, error) {
+// connect connects once per test binary, checking that LXD holds the test
+// image.
+func connect() error {
 	connectOnce.Do(func() {
 		socket = os.Getenv("LXD_SOCKET")
 		if socket == "" {
@@ -74,7 +75,7 @@ func connect() (lxd.InstanceServer, error) {
 		}
 		client = c
 	})
-	return client, connectErr
+	return connectErr
 }
 
 // Require skips t, with one line saying why, unless this machine's LXD can
@@ -82,7 +83,7 @@ func connect() (lxd.InstanceServer, error) {
 // fails t instead.
 func Require(t testing.TB) {
 	t.Helper()
-	if _, err := connect(); err != nil {
+	if err := connect(); err != nil {
 		if os.Getenv(EnvRequire) == "1" {
 			t.Fatalf("LXD required (%s=1) but unusable: %v (run make lxd-dev)", EnvRequire, err)
 		}
@@ -91,8 +92,25 @@ func Require(t testing.TB) {
 }
 
 // Client returns a raw LXD client, for tests that inspect instances the
-// way LXD sees them. Only tests may use it.
+// way LXD sees them. Only tests may use it. Each call connects anew: LXD's
+// client caches the server's description on every GetServer without a
+// lock, so one client shared by parallel tests is a data race (one test's
+// GetServer against another's CheckExtension, seen under -race in CI).
 func Client(t testing.TB) lxd.InstanceServer {
+	t.Helper()
+	Require(t)
+	c, err := lxd.ConnectLXDUnix(socket, nil)
+	if err != nil {
+		t.Fatalf("LXD at %s: %v", socket, err)
+	}
+	t.Cleanup(c.Disconnect)
+	return c
+}
+
+// shared is the client this package's helpers share across parallel
+// tests: they never call GetServer on it, the one call that writes the
+// client's cached state.
+func shared(t testing.TB) lxd.InstanceServer {
 	t.Helper()
 	Require(t)
 	return client
@@ -208,7 +226,7 @@ func Spec(pool string) scaler.InstanceSpec {
 // exist.
 func Instance(t testing.TB, name string) *api.Instance {
 	t.Helper()
-	inst, _, err := Client(t).GetInstance(name)
+	inst, _, err := shared(t).GetInstance(name)
 	if api.StatusErrorCheck(err, http.StatusNotFound) {
 		return nil
 	}
@@ -236,7 +254,7 @@ func randomHex(n int) string {
 // tests that close their provider.
 func ForceDelete(t testing.TB, name string) {
 	t.Helper()
-	forceDelete(Client(t), name)
+	forceDelete(shared(t), name)
 	if Instance(t, name) != nil {
 		t.Errorf("cleanup: instance %s still exists", name)
 	}

@@ -21,7 +21,7 @@ const (
 // EPHEMERA_REQUIRE_RUNNER_BASE=1 (as CI sets).
 func RequireRunnerBase(t testing.TB) string {
 	t.Helper()
-	c := Client(t)
+	c := shared(t)
 	alias := os.Getenv(EnvRunnerBase)
 	if alias == "" {
 		alias = RunnerBase

@@ -20,7 +20,7 @@ import (
 // the test ends, after the cleanups registered later (the provider's).
 func Project(t testing.TB) string {
 	t.Helper()
-	c := Client(t)
+	c := shared(t)
 	name := "t-" + randomHex(3)
 	err := c.CreateProject(api.ProjectsPost{Name: name, ProjectPut: api.ProjectPut{Config: map[string]string{
 		"features.images": "false", "features.profiles": "false",
@@ -49,7 +49,7 @@ func Project(t testing.TB) string {
 // skips, saying so (or fails under EPHEMERA_REQUIRE_TOOLS=1, as CI sets).
 func BtrfsPool(t testing.TB) string {
 	t.Helper()
-	c := Client(t)
+	c := shared(t)
 	tooltest.Path(t, "btrfs-progs", "mkfs.btrfs")
 	name := "t-" + randomHex(3)
 	err := c.CreateStoragePool(api.StoragePoolsPost{Name: name, Driver: "btrfs", StoragePoolPut: api.StoragePoolPut{
@@ -85,7 +85,7 @@ func BtrfsPool(t testing.TB) string {
 // its alias when the test ends. It returns the alias and the fingerprint.
 func PublishImage(t testing.TB, files map[string]string) (alias, fingerprint string) {
 	t.Helper()
-	c := Client(t)
+	c := shared(t)
 	alias = "t-" + randomHex(3) + "-img"
 	src := "t-" + randomHex(3) + "-src"
 	op, err := c.CreateInstance(api.InstancesPost{Name: src, Source: api.InstanceSource{Type: "image", Alias: Image}})
@@ -128,7 +128,7 @@ func PublishImage(t testing.TB, files map[string]string) (alias, fingerprint str
 // PointAlias moves an image alias to another image.
 func PointAlias(t testing.TB, alias, fingerprint string) {
 	t.Helper()
-	if err := Client(t).UpdateImageAlias(alias, api.ImageAliasesEntryPut{Target: fingerprint}, ""); err != nil {
+	if err := shared(t).UpdateImageAlias(alias, api.ImageAliasesEntryPut{Target: fingerprint}, ""); err != nil {
 		t.Fatalf("point alias %s at %.12s: %v", alias, fingerprint, err)
 	}
 }
@@ -137,7 +137,7 @@ func PointAlias(t testing.TB, alias, fingerprint string) {
 // exists=false when there is no such file.
 func ReadFile(t testing.TB, project, instance, path string) (content string, exists bool) {
 	t.Helper()
-	r, _, err := Client(t).UseProject(project).GetInstanceFile(instance, path)
+	r, _, err := shared(t).UseProject(project).GetInstanceFile(instance, path)
 	if api.StatusErrorCheck(err, http.StatusNotFound) {
 		return "", false
 	}
