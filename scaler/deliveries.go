@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/ephemera-ci/ephemera/internal/ghbudget"
@@ -94,7 +95,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 	}
 	horizon := s.now().Add(-s.cfg.RedeliverLookback)
 	guids := map[string]*guidLog{}
-	var order []string // oldest last
+	var order []string // as read: newest first
 	maxID := cur.Val.LastID
 	page := ""
 	for range maxDeliveryPages {
@@ -141,6 +142,11 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 	newLast := maxID
 	s.deliveryUnresolved = false
 	now := s.now()
+	// Oldest first: a job's queued event before its in_progress, and an
+	// earlier job's before a later one's, as GitHub hands queued jobs to
+	// runners (a later job's runner made first takes the earlier job, and
+	// the earlier job's own redelivery may then come after it completed).
+	slices.Reverse(order)
 	for _, guid := range order {
 		g := guids[guid]
 		redeliveries := g.attempts - 1
