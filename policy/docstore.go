@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
 )
@@ -22,17 +23,28 @@ const documentKey = "document"
 // last: a document posted to another replica applies here within it.
 const documentFreshness = time.Second
 
+// A read of the document gets documentReadTimeout: a request whose reply
+// was lost (its NATS server restarting) must not spend the whole check's
+// time. When it fails, the document read last serves for up to
+// documentMaxStale (the document changes rarely, and its rules still
+// apply, stale); past that, the check fails closed.
+const (
+	documentReadTimeout = 3 * time.Second
+	documentMaxStale    = 10 * time.Minute
+)
+
 // docStore keeps the policy document in KV, shared by every replica.
 type docStore struct {
 	kv  jetstream.KeyValue
 	def Document
+	log zerolog.Logger
 
 	mu     sync.Mutex
 	cached Document
 	at     time.Time
 }
 
-func newDocStore(ctx context.Context, b *bus.Bus, def Document) (*docStore, error) {
+func newDocStore(ctx context.Context, b *bus.Bus, def Document, log zerolog.Logger) (*docStore, error) {
 	kv, err := b.KeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DocumentBucket,
 		Description: "the policy document of the pre-job compliance service",
@@ -41,7 +53,7 @@ func newDocStore(ctx context.Context, b *bus.Bus, def Document) (*docStore, erro
 	if err != nil {
 		return nil, fmt.Errorf("policy document bucket: %w", err)
 	}
-	return &docStore{kv: kv, def: def}, nil
+	return &docStore{kv: kv, def: def, log: log}, nil
 }
 
 // get returns the stored document, or the default one when none was
@@ -53,11 +65,17 @@ func (s *docStore) get(ctx context.Context) (Document, error) {
 		s.mu.Unlock()
 		return d, nil
 	}
+	last, lastAt := s.cached, s.at
 	s.mu.Unlock()
 	d := s.def
-	e, err := s.kv.Get(ctx, documentKey)
+	rctx, cancel := context.WithTimeout(ctx, documentReadTimeout)
+	defer cancel()
+	e, err := s.kv.Get(rctx, documentKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil && !lastAt.IsZero() && time.Since(lastAt) < documentMaxStale:
+		s.log.Warn().Err(err).Time("read_at", lastAt).Msg("read policy document; the one read last applies")
+		return last, nil
 	case err != nil:
 		return Document{}, fmt.Errorf("read policy document: %w", err)
 	default:

@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs, err := newDocStore(ctx, cfg.Bus, DefaultDocument(cfg.DefaultDisallowFork))
+	docs, err := newDocStore(ctx, cfg.Bus, DefaultDocument(cfg.DefaultDisallowFork), cfg.Log)
 	if err != nil {
 		return nil, err
 	}
