@@ -60,8 +60,11 @@ if ! lxc info >/dev/null 2>&1; then
 		systemctl start lxd.service
 	else
 		say "starting the LXD daemon (log: $logfile)"
-		# setsid: the daemon outlives this script and the shell that ran it.
-		setsid -f lxd --group root --logfile "$logfile" </dev/null >/dev/null 2>&1
+		# setsid: the daemon outlives this script and the shell that ran it;
+		# started from /, not from the checkout it was asked from: LXD runs
+		# rsync (a container copy on dir) in its own working directory,
+		# which fails once that checkout is deleted.
+		(cd / && setsid -f lxd --group root --logfile "$logfile" </dev/null >/dev/null 2>&1)
 	fi
 	lxd waitready --timeout 60 || die "LXD did not become ready within 60 s; see $logfile"
 fi
