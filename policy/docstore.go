@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ephemera-ci/ephemera/internal/bus"
+	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
 
 // DocumentBucket is the key-value bucket holding the policy document.
@@ -74,7 +75,7 @@ func (s *docStore) get(ctx context.Context) (Document, error) {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil && !lastAt.IsZero() && time.Since(lastAt) < documentMaxStale:
-		s.log.Warn().Err(err).Time("read_at", lastAt).Msg("read policy document; the one read last applies")
+		s.log.Warn().Err(err).Time(logkey.ReadAt, lastAt).Msg("read policy document; the one read last applies")
 		return last, nil
 	case err != nil:
 		return Document{}, fmt.Errorf("read policy document: %w", err)

@@ -490,7 +490,7 @@ func (p planner) planStuck(w *world, spare map[string]int) []action {
 		out = append(out, a)
 	}
 	displaced := p.displacedJobs(w, func(runner string) bool { _, ok := w.insts[runner]; return ok })
-	coming := p.comingRunners(w, true)
+	coming := p.comingRunners(w)
 	for _, pool := range p.pools {
 		unserved := len(displaced[pool.Name]) - spare[pool.Name] - coming[pool.Name]
 		for _, c := range displaced[pool.Name][:max(0, min(unserved, p.freeSlots(pool, w), maxJobChecks-checks))] {
@@ -554,12 +554,11 @@ func (p planner) displacedJobs(w *world, exists func(runner string) bool) map[st
 // comingRunners counts, for each pool, the spare runners planPool does
 // not see: those owed to a job that started on another runner, still to
 // be made (the claim waits for a slot, or its runner has no record yet);
-// and, when busy is set (GitHub was read), runners GitHub shows busy
-// with a job no claim knows of yet (its in_progress event is on its way:
+// and runners GitHub shows busy with a job no claim knows of yet (its in_progress event is on its way:
 // the job may be one displacedJobs lists, served already). Counting one
 // too many only delays a displaced job until the events settle; one too
 // few serves a job twice.
-func (p planner) comingRunners(w *world, busy bool) map[string]int {
+func (p planner) comingRunners(w *world) map[string]int {
 	out := map[string]int{}
 	ran := map[string]bool{}
 	for _, c := range w.claims {
@@ -573,9 +572,6 @@ func (p planner) comingRunners(w *world, busy bool) map[string]int {
 		if _, recorded := w.recs[cl.Runner]; cl.State == claimWaiting || cl.State == claimClaimed && !recorded {
 			out[cl.Pool]++
 		}
-	}
-	if !busy {
-		return out
 	}
 	known := p.poolSet()
 	for name, g := range w.gh {

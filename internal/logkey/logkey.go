@@ -50,4 +50,6 @@ const (
 	// instance came from (template or image).
 	Template = "template"
 	Source   = "source"
+	// The policy service: when the document it applies was read.
+	ReadAt = "read_at"
 )
