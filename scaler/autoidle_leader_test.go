@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ephemera-ci/ephemera/internal/config"
+	"github.com/ephemera-ci/ephemera/internal/githubfake"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/scaler"
 )
@@ -62,4 +63,78 @@ func TestTheLeaderSizesAnAutoPoolFromArrivalsAndShrinksItWhenTheyStop(t *testing
 		st := status()
 		return st.MinIdle == 0 && gauge() == 0 && st.Idle == 0 && len(e.prov.Instances()) == 0
 	})
+}
+
+// A pass can see a runner busy in GitHub's list before its job's
+// in_progress event is handled (the event is late, or behind others).
+// The leader does not sample such a runner from the list while the
+// event may still come: handled, the event gives the exact queued →
+// online time, which min_idle: auto sizes from.
+func TestARunnerListedBusyBeforeItsInProgressEventGetsItsExactOnlineTime(t *testing.T) {
+	p := pool("small", 0, 2)
+	e := newEnv(t, p)
+	e.fake.SetKnobs(githubfake.Knobs{HoldInProgress: true})
+	r := e.start(e.config())
+	online := func(via string) float64 {
+		return metricSum(t, r.reg, "ephemera_runner_online_seconds", map[string]string{"pool": "small", "via": via})
+	}
+	passed := func() time.Time {
+		st, err := scaler.ReadStatus(context.Background(), e.bus.JS, e.pools)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st[0].UpdatedAt
+	}
+
+	id := e.fake.QueueJob(githubfake.JobSpec{Labels: []string{"self-hosted", p.Name}})
+	waitfor.True(t, 10*time.Second, "the runner marked busy from GitHub's runner list", func() bool {
+		runners, _, err := scaler.ReadRunnersAndJobs(context.Background(), e.bus.JS)
+		return err == nil && len(runners) == 1 && runners[0].State == "busy"
+	})
+	// Two more passes of the leader: without the event, it has not
+	// sampled the runner.
+	for range 2 {
+		since := passed()
+		waitfor.True(t, 5*time.Second, "another reconcile pass", func() bool { return passed().After(since) })
+	}
+	if n := online("listing"); n != 0 {
+		t.Fatalf("%v samples from the runner list while the in_progress event may still come", n)
+	}
+
+	e.fake.SetKnobs(githubfake.Knobs{})
+	waitfor.True(t, 10*time.Second, "the exact queued → online time, from the in_progress event", func() bool {
+		return online("waiting_job") == 1
+	})
+	if err := e.fake.CompleteJob(id, "success"); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, 10*time.Second, "nothing left", e.clean)
+	if n := online("listing") + online("later_job"); n != 0 {
+		t.Errorf("%v more samples of the one runner", n)
+	}
+}
+
+// An in_progress event that never comes (lost, and not redelivered)
+// leaves the runner's time to the list: sampled once ListedBusyGrace has
+// passed.
+func TestARunnerListedBusyWhoseInProgressEventNeverComesIsSampledFromTheList(t *testing.T) {
+	p := pool("small", 0, 2)
+	e := newEnv(t, p)
+	e.fake.SetKnobs(githubfake.Knobs{HoldInProgress: true})
+	clock := &testClock{}
+	r := e.start(e.config(func(c *scaler.Config) { c.Now = clock.Now }))
+	listed := func() float64 {
+		return metricSum(t, r.reg, "ephemera_runner_online_seconds", map[string]string{"pool": "small", "via": "listing"})
+	}
+
+	e.fake.QueueJob(githubfake.JobSpec{Labels: []string{"self-hosted", p.Name}})
+	waitfor.True(t, 10*time.Second, "the runner marked busy from GitHub's runner list", func() bool {
+		runners, _, err := scaler.ReadRunnersAndJobs(context.Background(), e.bus.JS)
+		return err == nil && len(runners) == 1 && runners[0].State == "busy"
+	})
+	if n := listed(); n != 0 {
+		t.Fatalf("%v samples from the list before the grace passed", n)
+	}
+	clock.advance(scaler.ListedBusyGrace)
+	waitfor.True(t, 10*time.Second, "one sample from the runner list", func() bool { return listed() == 1 })
 }

@@ -223,3 +223,52 @@ func TestOnlineSampleFromARecord(t *testing.T) {
 		t.Error("a second in_progress moved a busy runner's record")
 	}
 }
+
+// A pass can see a runner busy in GitHub's list before its job's
+// in_progress event is handled, and a completed event can be handled
+// before it: the event still settles the runner's job and its exact
+// online time, once.
+func TestTheInProgressEventSettlesARunnerMarkedBeforeIt(t *testing.T) {
+	base := runnerRec{Name: "eph-small-abcdefgh", Pool: "small", State: runnerStarted, QueuedAt: t0, CreatedAt: t0.Add(time.Second), StartedAt: t0.Add(3 * time.Second)}
+	listed := base
+	if !listed.busy(0, t0.Add(20*time.Second)) || listed.OnlineBy != onlineListedBusy {
+		t.Fatalf("marked busy from the list: %+v, want online_by %q", listed, onlineListedBusy)
+	}
+	completedFirst := base
+	completedFirst.done(t0.Add(30 * time.Second))
+	seenIdle := base
+	seenIdle.idle(t0.Add(10 * time.Second))
+	seenIdle.busy(0, t0.Add(20*time.Second))
+
+	cases := []struct {
+		name    string
+		rec     runnerRec
+		want    OnlineSample
+		wantVia string
+	}{
+		{"seen busy in the list first", listed, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second, Exact: true}, onlineWaitingJob},
+		{"its completed event handled first", completedFirst, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second, Exact: true}, onlineWaitingJob},
+		{"seen idle in the list first: the list's time stands", seenIdle, OnlineSample{At: t0.Add(10 * time.Second), D: 6500 * time.Millisecond}, onlineListing},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.rec
+			if !r.tookJob(7, t0.Add(-time.Second), t0.Add(12*time.Second)) {
+				t.Fatal("the in_progress event did not apply")
+			}
+			if r.BusyJob != 7 {
+				t.Errorf("busy job %d, want 7", r.BusyJob)
+			}
+			got, via, ok := onlineSample(r, 30*time.Second)
+			if !ok || via != tc.wantVia {
+				t.Fatalf("onlineSample: ok %v via %q, want via %q", ok, via, tc.wantVia)
+			}
+			if d := cmp.Diff(got, tc.want); d != "" {
+				t.Errorf("sample (-got +want):\n%s", d)
+			}
+			if again := r; again.tookJob(7, t0.Add(-time.Second), t0.Add(12*time.Second)) {
+				t.Error("the same event handled again moved the record")
+			}
+		})
+	}
+}

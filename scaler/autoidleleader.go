@@ -51,6 +51,11 @@ type autoIdle struct {
 	last    map[string]int // the buffer last chosen, for the log
 }
 
+// ListedBusyGrace is how long the leader waits for the in_progress event
+// of a runner first seen busy in the runner list before it samples the
+// runner from the list alone: the event, handled, gives the exact time.
+const ListedBusyGrace = time.Minute
+
 // collect takes the samples of runners not sampled yet from w and
 // observes them; it forgets runners whose records are gone.
 func (s *Scaler) collectOnline(w *world) {
@@ -69,6 +74,9 @@ func (s *Scaler) collectOnline(w *world) {
 			continue
 		}
 		if _, ok := s.pools[r.Pool]; !ok {
+			continue
+		}
+		if r.OnlineBy == onlineListedBusy && s.now().Sub(r.OnlineAt) < ListedBusyGrace {
 			continue
 		}
 		smp, via, ok := onlineSample(r, s.cfg.Interval)

@@ -56,7 +56,9 @@ type runnerRec struct {
 	// OnlineBy says how OnlineAt was learnt: onlineWaitingJob, the
 	// moment it came online (a job waiting since before the instance
 	// started took it); onlineLaterJob, when a job queued after that
-	// took it (an upper bound); empty, first seen in the runner list.
+	// took it (an upper bound); empty, first seen idle in the runner
+	// list; onlineListedBusy, first seen busy there, until the event
+	// settles it.
 	OnlineBy  string    `json:"online_by,omitempty"`
 	IdleSince time.Time `json:"idle_since,omitzero"`
 	BusyJob   int64     `json:"busy_job,omitempty"`
@@ -107,8 +109,10 @@ func (r *runnerRec) adoptStarted(regID int64, now time.Time) bool {
 	return true
 }
 
-// busy records that the runner took a job (job 0: seen busy on GitHub,
-// job unknown).
+// busy records that the runner took a job (job 0: seen busy in GitHub's
+// runner list, job unknown). Seen busy in the list before anything told
+// it was online, its OnlineAt is that list's time, pending (onlineListedBusy)
+// until the job's in_progress event tells when the job started.
 func (r *runnerRec) busy(job int64, now time.Time) bool {
 	if r.State.rank() >= runnerBusy.rank() {
 		return false
@@ -116,30 +120,40 @@ func (r *runnerRec) busy(job int64, now time.Time) bool {
 	r.State, r.BusyJob, r.IdleSince = runnerBusy, job, time.Time{}
 	if r.OnlineAt.IsZero() {
 		r.OnlineAt = now.UTC()
+		if job == 0 {
+			r.OnlineBy = onlineListedBusy
+		}
 	}
 	return true
 }
 
 // tookJob records that the runner took job (queued on GitHub at
 // created) at started, as its in_progress event says. When the runner
-// was not seen online before, that is when it was first known online,
-// and exactly when it came online if the job was waiting since before
-// the instance started: GitHub hands a waiting job to a runner the moment
-// it comes online.
+// was not seen online before — or only seen busy in the list, which a
+// pass can do before the event is handled — that is when it was first
+// known online, and exactly when it came online if the job was waiting
+// since before the instance started: GitHub hands a waiting job to a
+// runner the moment it comes online. The event settles the job and the
+// online time even when the record moved on without it (marked busy by
+// the list, or done by a completed event handled first); handled again,
+// it changes nothing.
 func (r *runnerRec) tookJob(job int64, created, started time.Time) bool {
-	first := r.OnlineAt.IsZero()
-	if !r.busy(job, started) {
-		return false
+	settle := r.OnlineAt.IsZero() || r.OnlineBy == onlineListedBusy
+	moved := r.busy(job, started)
+	if r.BusyJob == 0 && r.State.rank() >= runnerBusy.rank() {
+		r.BusyJob, moved = job, true
 	}
-	if first {
-		bound := r.StartedAt
-		if bound.IsZero() {
-			bound = r.CreatedAt
-		}
-		r.OnlineBy = onlineLaterJob
-		if !created.IsZero() && !bound.IsZero() && !created.After(bound) {
-			r.OnlineBy = onlineWaitingJob
-		}
+	if !settle {
+		return moved
+	}
+	r.OnlineAt = started.UTC()
+	bound := r.StartedAt
+	if bound.IsZero() {
+		bound = r.CreatedAt
+	}
+	r.OnlineBy = onlineLaterJob
+	if !created.IsZero() && !bound.IsZero() && !created.After(bound) {
+		r.OnlineBy = onlineWaitingJob
 	}
 	return true
 }
@@ -150,6 +164,9 @@ const (
 	onlineWaitingJob = "waiting_job"
 	onlineLaterJob   = "later_job"
 	onlineListing    = "listing"
+	// onlineListedBusy (a record's, never a label) is a runner first seen
+	// busy in the list: its in_progress event, when handled, says more.
+	onlineListedBusy = "listed_busy"
 )
 
 // idle records when the runner was first seen online and not busy.

@@ -337,6 +337,41 @@ func TestQueuedDeliveriesCanArriveAfterLaterOnes(t *testing.T) {
 	}
 }
 
+func TestInProgressDeliveriesCanBeHeldWhileTheRunnerListShowsTheRunnerBusy(t *testing.T) {
+	s, c := start(t)
+	h := receive(t, s, "sec")
+	s.SetKnobs(githubfake.Knobs{HoldInProgress: true})
+	if _, _, err := jit(t, c, "r", "x"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.RunnerOnline("r")
+	id := s.QueueJob(githubfake.JobSpec{Labels: []string{"x"}})
+	if rn, ok := s.RunnerByName("r"); !ok || !rn.Busy {
+		t.Fatalf("runner %+v: want it listed busy", rn)
+	}
+	if err := s.CompleteJob(id, "success"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queued and completed deliveries", func() bool { return len(h.all()) == 2 })
+	got := map[string]bool{}
+	for _, x := range h.all() {
+		got[x.Action] = true
+	}
+	if !got["queued"] || !got["completed"] {
+		t.Errorf("deliveries %v; want queued and completed while in_progress is held", got)
+	}
+	for _, d := range s.Deliveries() {
+		if d.Action == "in_progress" && !d.Pending {
+			t.Errorf("held in_progress delivery %+v attempted", d)
+		}
+	}
+	s.SetKnobs(githubfake.Knobs{})
+	waitFor(t, "the held in_progress delivery", func() bool { return len(h.all()) == 3 })
+	if last := h.all()[2]; last.Action != "in_progress" || last.JobID != id {
+		t.Errorf("third delivery %s of job %d, want in_progress of %d", last.Action, last.JobID, id)
+	}
+}
+
 func TestAStandInRunnerDrivesItsJobOverHTTP(t *testing.T) {
 	s, c := start(t)
 	cfg, _, err := jit(t, c, "lxd-runner", "self-hosted", "small")

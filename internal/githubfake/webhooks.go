@@ -39,6 +39,11 @@ type Knobs struct {
 	// QueuedDelay holds queued deliveries back, so that a job's
 	// in_progress (or completed) delivery can overtake its queued one.
 	QueuedDelay time.Duration
+	// HoldInProgress keeps in_progress deliveries back until SetKnobs
+	// turns it off, so that the runner list shows a runner busy before
+	// its job's in_progress delivery arrives (and a completed delivery
+	// can overtake it). Turned off, the held ones are sent, oldest first.
+	HoldInProgress bool
 }
 
 // Delivery is one webhook delivery attempt as GitHub records it.
@@ -68,6 +73,7 @@ type hookState struct {
 	mu        sync.Mutex
 	cfg       WebhookConfig
 	knobs     Knobs
+	held      []*delivery // in_progress deliveries kept back by HoldInProgress
 	nextID    int64
 	all       []*delivery // by id, ascending
 	byID      map[int64]*delivery
@@ -127,8 +133,14 @@ func (s *Server) SetWebhook(cfg WebhookConfig) {
 func (s *Server) SetKnobs(k Knobs) {
 	h := s.actions.hooks
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.knobs = k
-	h.mu.Unlock()
+	if !k.HoldInProgress {
+		for _, d := range h.held {
+			h.queueLocked(d, 0)
+		}
+		h.held = nil
+	}
 }
 
 // Deliveries returns every delivery attempt, oldest first.
@@ -196,11 +208,15 @@ func (s *Server) emitLocked(j *job) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := h.recordLocked(newGUID(), j.Status, j.ID, j.InstallationID, body, false)
+	k := &h.knobs
+	if j.Status == JobInProgress && k.HoldInProgress {
+		h.held = append(h.held, d)
+		return
+	}
 	if j.Status != JobQueued {
 		h.queueLocked(d, 0)
 		return
 	}
-	k := &h.knobs
 	if k.DropQueued > 0 || (k.DropQueuedProbability > 0 && mrand.Float64() < k.DropQueuedProbability) {
 		if k.DropQueued > 0 {
 			k.DropQueued--
