@@ -475,7 +475,10 @@ func (p planner) planStuck(w *world, spare map[string]int) []action {
 			if p.now.Before(cl.Deadline.Add(takeoverGrace+2*p.interval)) && !p.gone(cl.Owner, cl.Heartbeats) {
 				continue
 			}
-			if _, ok := w.insts[cl.Runner]; ok {
+			// Its runner made and started: adopted, as takeOver does.
+			// One made and not started (or stopped) is checked like a
+			// runner that never came, and removed if the job is queued.
+			if in, ok := w.insts[cl.Runner]; ok && (in.State == StateRunning || in.State == StateStarting) {
 				out = append(out, action{Kind: actClaimProvisioned, Pool: cl.Pool, Runner: cl.Runner, Claim: c})
 				continue
 			}

@@ -73,6 +73,12 @@ func started(name string, now time.Time) runnerRec {
 	return runnerRec{Name: name, Pool: "small", State: runnerStarted, Slot: "small.0", CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-time.Minute)}
 }
 
+// halfMade is a runner whose provisioning began an hour ago: its slot
+// held, its instance created (or not) and never started.
+func halfMade(name string, now time.Time) runnerRec {
+	return runnerRec{Name: name, Pool: "small", State: runnerProvisioning, Slot: "small.0", CreatedAt: now.Add(-time.Hour), Deadline: now.Add(-time.Hour)}
+}
+
 // idleRec is a runner recorded idle for a minute.
 func idleRec(name string, now time.Time) runnerRec {
 	r := started(name, now)
@@ -503,6 +509,17 @@ func TestPlanStuckJobs(t *testing.T) {
 			},
 			want: func(now time.Time, w *world) []action {
 				return []action{{Kind: actClaimProvisioned, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"]}}
+			},
+		},
+		{
+			name: "a claim whose claimant created the runner and died before starting it is checked on GitHub, with the half-made runner to clean up",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-a", now)
+				in.State = StateStopped
+				return worldOf{claims: []claimRec{claim(now, claimClaimed, nil)}, insts: []Instance{in}, recs: []runnerRec{halfMade("eph-small-a", now)}}
+			},
+			want: func(now time.Time, w *world) []action {
+				return []action{{Kind: actCheckStuck, Pool: "small", Runner: "eph-small-a", Claim: w.claims["1"], Rec: halfMade("eph-small-a", now), Reason: stuckGone}}
 			},
 		},
 		{
