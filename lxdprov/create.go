@@ -99,7 +99,7 @@ func (p *Provider) Create(ctx context.Context, spec scaler.InstanceSpec) (err er
 func (p *Provider) createOnce(ctx context.Context, pl *pool, post api.InstancesPost) error {
 	op, err := pl.srv.CreateInstance(post)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, pl.srv, op)
 	}
 	return err
 }
@@ -145,7 +145,8 @@ func (p *Provider) startInstance(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return op.WaitContext(ctx)
+	_, err = waitOp(ctx, p.srv, op)
+	return err
 }
 
 // createError explains a failed create in the scaler's terms. LXD reports
@@ -160,17 +161,21 @@ func (p *Provider) createError(ctx context.Context, pl *pool, name, userData str
 		return fmt.Errorf("create instance %s: %w: %w", name, scaler.ErrNoCapacity, err)
 	}
 	if inst, _, gerr := p.srv.GetInstance(name); gerr == nil {
-		if !p.createStart || !neverStarted(inst) || inst.Config[KeyUserData] != userData {
-			// A failed create leaves nothing behind: someone else's.
-			return fmt.Errorf("create instance %s: %w", name, scaler.ErrInstanceExists)
+		if nameTaken(err) || inst.Config[KeyUserData] != userData {
+			// Refused for its name, or not made by this request:
+			// someone else's, or this spec's from an earlier create.
+			return fmt.Errorf("create instance %s: %w (%v)", name, scaler.ErrInstanceExists, err)
 		}
-		// Created in the same operation that failed to start it: ours
-		// (its user-data holds this runner's JIT config). Remove it, so it
-		// holds no slot.
+		// Made by this request (its user-data holds this runner's JIT
+		// config), which then failed: starting it, or later. Remove it,
+		// so it holds no slot.
 		if derr := p.Delete(ctx, name); derr != nil {
-			p.log.Warn().Err(derr).Str(logkey.Instance, name).Msg("could not delete an instance that failed to start")
+			p.log.Warn().Err(derr).Str(logkey.Instance, name).Msg("could not delete an instance whose create failed")
 		}
-		return fmt.Errorf("start instance %s: %w", name, err)
+		if neverStarted(inst) {
+			return fmt.Errorf("start instance %s: %w", name, err)
+		}
+		return fmt.Errorf("create instance %s: %w", name, err)
 	}
 	if _, ierr := resolveImage(pl.srv, pl.cfg.Image); errors.Is(ierr, scaler.ErrMisconfigured) {
 		return fmt.Errorf("create instance %s: pool %s: %w", name, pl.cfg.Name, ierr)

@@ -61,7 +61,7 @@ func (p *Provider) deleteOnce(ctx context.Context, name string) (gone bool, err 
 	if inst.StatusCode != api.Stopped {
 		op, err := p.srv.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, "")
 		if err == nil {
-			err = op.WaitContext(ctx)
+			_, err = waitOp(ctx, p.srv, op)
 		}
 		if isNotFound(err) {
 			return true, nil
@@ -72,7 +72,7 @@ func (p *Provider) deleteOnce(ctx context.Context, name string) (gone bool, err 
 	}
 	op, err := p.srv.DeleteInstance(name)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, p.srv, op)
 	}
 	if isNotFound(err) || err == nil {
 		return true, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/canonical/lxd/shared/api"
 
@@ -12,6 +13,13 @@ import (
 
 // isNotFound reports whether LXD answered 404.
 func isNotFound(err error) bool { return api.StatusErrorCheck(err, http.StatusNotFound) }
+
+// nameTaken reports whether LXD refused a create for its name: LXD 5.0
+// says so in the operation ("This "instances" entry already exists"),
+// others answer 409.
+func nameTaken(err error) bool {
+	return api.StatusErrorCheck(err, http.StatusConflict) || strings.Contains(err.Error(), "already exists")
+}
 
 // capacityError reports whether LXD's answer means it is out of resources
 // for now: no cluster member can take the instance (503), storage is full

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/canonical/lxd/shared/api"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -82,6 +83,47 @@ func TestANameTakenBySomeoneElseIsAlreadyExistsAndTheirInstanceStays(t *testing.
 	}
 	if srv.Instance(spec.Name) == nil {
 		t.Error("the other runner's instance was removed")
+	}
+}
+
+// The LXD client pinned here can report an operation failed that LXD
+// finished well (its shared events connection closed under the
+// operation's listener): the provider asks LXD how each one ended.
+func TestAnOperationIsJudgedByHowLXDSaysItEndedNotByTheClientsEvents(t *testing.T) {
+	srv := newFake()
+	srv.LoseEvents = true
+	p := onFake(t, srv, fakeConfig())
+	spec := lxdtest.Spec("small")
+	if err := p.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create = %v, want nil: LXD created and started it", err)
+	}
+	if inst := srv.Instance(spec.Name); inst == nil || inst.StatusCode != api.Running {
+		t.Fatalf("instance %s = %+v, want it running", spec.Name, inst)
+	}
+	if err := p.Delete(t.Context(), spec.Name); err != nil {
+		t.Errorf("Delete = %v, want nil", err)
+	}
+	if srv.Instance(spec.Name) != nil {
+		t.Errorf("instance %s is left", spec.Name)
+	}
+}
+
+// A create whose operation failed, or whose end could not be learnt,
+// after LXD made the instance: the instance holds this runner's user-data,
+// so it is this request's, and it is removed; it is not someone else's
+// instance of the same name.
+func TestACreateThatFailedAfterMakingItsInstanceRemovesIt(t *testing.T) {
+	srv := newFake()
+	p := onFake(t, srv, fakeConfig())
+	srv.Fail = failOn(lxdfake.GetOperationWait, lxdfake.Status(http.StatusInternalServerError, "database is locked"))
+	spec := lxdtest.Spec("small")
+	err := p.Create(t.Context(), spec)
+	if err == nil || errors.Is(err, scaler.ErrInstanceExists) || !strings.Contains(err.Error(), "database is locked") {
+		t.Errorf("Create = %v, want its error, not ErrInstanceExists", err)
+	}
+	srv.Fail = nil
+	if srv.Instance(spec.Name) != nil {
+		t.Errorf("instance %s is left behind, holding a slot", spec.Name)
 	}
 }
 

@@ -281,7 +281,7 @@ func (b *builder) cleanup() {
 	}
 	if b.fingerprint != "" && !b.aliased {
 		if op, err := b.srv.DeleteImage(b.fingerprint); err == nil {
-			_ = op.WaitContext(ctx)
+			_, _ = waitOp(ctx, b.srv, op)
 		}
 		b.fingerprint = ""
 	}

@@ -35,6 +35,7 @@ type imageServer interface {
 	GetInstances(instanceType api.InstanceType) ([]api.Instance, error)
 	GetInstancesAllProjects(instanceType api.InstanceType) ([]api.Instance, error)
 	HasExtension(extension string) bool
+	GetOperationWaitSecret(uuid string, secret string, timeout int) (*api.Operation, string, error)
 }
 
 var _ imageServer = lxd.InstanceServer(nil)
@@ -121,7 +122,8 @@ func (b *builder) exec(ctx context.Context, argv []string, o execOpts) (execResu
 	if err != nil {
 		return execResult{}, fmt.Errorf("exec %s: %w", argv[0], err)
 	}
-	if err := op.WaitContext(ctx); err != nil {
+	finished, err := waitOp(ctx, b.srv, op)
+	if err != nil {
 		return execResult{}, fmt.Errorf("exec %s: %w", argv[0], err)
 	}
 	select {
@@ -129,7 +131,7 @@ func (b *builder) exec(ctx context.Context, argv []string, o execOpts) (execResu
 	case <-ctx.Done():
 		return execResult{}, ctx.Err()
 	}
-	code, ok := op.Get().Metadata["return"].(float64)
+	code, ok := finished.Metadata["return"].(float64)
 	if !ok {
 		return execResult{}, fmt.Errorf("exec %s: LXD reported no exit status", argv[0])
 	}
@@ -189,7 +191,8 @@ func (b *builder) changeState(ctx context.Context, state api.InstanceStatePut) e
 	if err != nil {
 		return err
 	}
-	return op.WaitContext(ctx)
+	_, err = waitOp(ctx, b.srv, op)
+	return err
 }
 
 // forceDelete stops the builder at once and deletes it; one already gone
@@ -209,7 +212,7 @@ func (b *builder) forceDelete(ctx context.Context) error {
 	}
 	op, err := b.srv.DeleteInstance(b.name)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, b.srv, op)
 	}
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete builder %s: %w", b.name, err)

@@ -32,13 +32,14 @@ func (b *builder) publish(ctx context.Context) (string, error) {
 		CompressionAlgorithm: b.cfg.Compression,
 	}
 	op, err := b.srv.CreateImage(post, nil)
+	var done api.Operation
 	if err == nil {
-		err = op.WaitContext(ctx)
+		done, err = waitOp(ctx, b.srv, op)
 	}
 	if err != nil {
 		return "", fmt.Errorf("publish %s: %w", b.name, err)
 	}
-	fp, _ := op.Get().Metadata["fingerprint"].(string)
+	fp, _ := done.Metadata["fingerprint"].(string)
 	if fp == "" {
 		return "", errNoFingerprint
 	}
@@ -102,7 +103,7 @@ func (b *builder) prune(ctx context.Context) (string, error) {
 	for _, fp := range del {
 		op, err := b.srv.DeleteImage(fp)
 		if err == nil {
-			err = op.WaitContext(ctx)
+			_, err = waitOp(ctx, b.srv, op)
 		}
 		if err != nil && !isNotFound(err) {
 			return "", fmt.Errorf("delete old image %s: %w", short(fp), err)

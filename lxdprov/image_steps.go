@@ -39,7 +39,7 @@ func (b *builder) launch(ctx context.Context) (string, error) {
 	op, err := b.srv.CreateInstance(post)
 	if err == nil {
 		b.created = true // from here on, cleanup deletes whatever exists
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, b.srv, op)
 	}
 	if err != nil {
 		return "", fmt.Errorf("create builder %s: %w", b.name, err)

@@ -21,6 +21,7 @@ type server interface {
 	GetProject(name string) (*api.Project, string, error)
 	HasExtension(extension string) bool
 	GetStoragePool(name string) (*api.StoragePool, string, error)
+	GetOperationWaitSecret(uuid string, secret string, timeout int) (*api.Operation, string, error)
 
 	// Templates (template.go).
 	UpdateInstance(name string, instance api.InstancePut, etag string) (lxd.Operation, error)

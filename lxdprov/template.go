@@ -313,7 +313,7 @@ func (p *Provider) buildTemplate(ctx context.Context, pl *pool, name, fp string)
 	}
 	op, err := pl.srv.CreateInstance(post)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, pl.srv, op)
 	}
 	if err != nil && ctx.Err() == nil {
 		if _, _, gerr := pl.srv.GetInstance(name); gerr == nil {
@@ -332,7 +332,7 @@ func (p *Provider) buildTemplate(ctx context.Context, pl *pool, name, fp string)
 	}
 	op, err = pl.srv.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, "")
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, pl.srv, op)
 	}
 	if err != nil {
 		if inst, _, gerr := pl.srv.GetInstance(name); gerr != nil || inst.StatusCode != api.Stopped {
@@ -347,7 +347,7 @@ func (p *Provider) buildTemplate(ctx context.Context, pl *pool, name, fp string)
 	put.Config[KeyTemplateReady] = "true"
 	op, err = pl.srv.UpdateInstance(name, put, etag)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = waitOp(ctx, pl.srv, op)
 	}
 	if err != nil {
 		return fmt.Errorf("mark template %s ready: %w", name, err)
@@ -360,7 +360,8 @@ func (p *Provider) startOn(ctx context.Context, srv server, name string) error {
 	if err != nil {
 		return err
 	}
-	return op.WaitContext(ctx)
+	_, err = waitOp(ctx, srv, op)
+	return err
 }
 
 // resetTemplate runs resetScript in the started template. An image whose
@@ -372,11 +373,12 @@ func (p *Provider) resetTemplate(ctx context.Context, pl *pool, name string) err
 		Command:      []string{"/bin/sh", "-c", resetScript},
 		RecordOutput: true,
 	}, nil)
+	var done api.Operation
 	if err == nil {
-		err = op.WaitContext(ctx)
+		done, err = waitOp(ctx, pl.srv, op)
 	}
 	if err == nil {
-		code, _ := op.Get().Metadata["return"].(float64)
+		code, _ := done.Metadata["return"].(float64)
 		if code == 0 {
 			return nil
 		}

@@ -13,6 +13,7 @@ package lxdfake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -44,6 +45,7 @@ const (
 	CreateNetworkACL    = "CreateNetworkACL"
 	UpdateNetworkACL    = "UpdateNetworkACL"
 	UpdateInstanceState = "UpdateInstanceState"
+	GetOperationWait    = "GetOperationWait" // GetOperationWaitSecret
 )
 
 // Call is one request the server received: the method and the name it
@@ -68,6 +70,11 @@ type Server struct {
 	FailOp func(Call) error
 	// NoExtensions lists API extensions the server lacks.
 	NoExtensions []string
+	// LoseEvents makes operations' WaitContext fail as the pinned LXD
+	// client's does when its shared events connection is closed under
+	// the operation's listener, whatever the operation did;
+	// GetOperationWaitSecret still tells how it ended.
+	LoseEvents bool
 
 	mu        sync.Mutex
 	calls     []Call
@@ -80,6 +87,7 @@ type Server struct {
 	networks  map[string]*api.Network
 	acls      map[string]*api.NetworkACL
 	storage   map[string]*api.StoragePool
+	ops       map[string]*operation
 }
 
 func (s *Server) initLocked() {
@@ -272,7 +280,8 @@ func (s *Server) CreateInstance(post api.InstancesPost) (lxd.Operation, error) {
 	}
 	defer s.mu.Unlock()
 	if _, taken := s.instances[post.Name]; taken {
-		return nil, api.StatusErrorf(http.StatusConflict, "Instance %q already exists", post.Name)
+		// As LXD 5.0 says it: in the operation, from its database.
+		return s.op(errors.New(`Failed creating instance record: Add instance info to the database: This "instances" entry already exists`)), nil
 	}
 	fp := post.Source.Fingerprint
 	if post.Source.Alias != "" {
@@ -292,7 +301,7 @@ func (s *Server) CreateInstance(post api.InstancesPost) (lxd.Operation, error) {
 	}
 	s.created = append(s.created, post)
 	if err := s.opFails(Call{CreateInstance, post.Name}); err != nil {
-		return op(err), nil
+		return s.op(err), nil
 	}
 	inst := &api.Instance{
 		Name:       post.Name,
@@ -311,11 +320,11 @@ func (s *Server) CreateInstance(post api.InstancesPost) (lxd.Operation, error) {
 	s.instances[post.Name] = inst
 	if post.Start {
 		if err := s.opFails(Call{StartInstance, post.Name}); err != nil {
-			return op(err), nil
+			return s.op(err), nil
 		}
 		startLocked(inst)
 	}
-	return op(nil), nil
+	return s.op(nil), nil
 }
 
 func cmpOr(t, dflt api.InstanceType) api.InstanceType {
@@ -344,23 +353,23 @@ func (s *Server) UpdateInstanceState(name string, state api.InstanceStatePut, _ 
 	switch state.Action {
 	case "start":
 		if err := s.opFails(Call{StartInstance, name}); err != nil {
-			return op(err), nil
+			return s.op(err), nil
 		}
 		startLocked(inst)
 	case "stop":
 		if err := s.opFails(Call{StopInstance, name}); err != nil {
-			return op(err), nil
+			return s.op(err), nil
 		}
 		if inst.Ephemeral {
 			delete(s.instances, name)
-			return op(nil), nil
+			return s.op(nil), nil
 		}
 		inst.StatusCode, inst.Status = api.Stopped, api.Stopped.String()
 		inst.Config["volatile.last_state.power"] = "STOPPED"
 	default:
 		return nil, api.StatusErrorf(http.StatusBadRequest, "unknown action %q", state.Action)
 	}
-	return op(nil), nil
+	return s.op(nil), nil
 }
 
 // DeleteInstance deletes a stopped instance.
@@ -377,10 +386,10 @@ func (s *Server) DeleteInstance(name string) (lxd.Operation, error) {
 		return nil, api.StatusErrorf(http.StatusBadRequest, "Instance is running")
 	}
 	if err := s.opFails(Call{DeleteInstance, name}); err != nil {
-		return op(err), nil
+		return s.op(err), nil
 	}
 	delete(s.instances, name)
-	return op(nil), nil
+	return s.op(nil), nil
 }
 
 // GetInstance returns a copy of the instance.
@@ -567,23 +576,55 @@ func setACL(a *api.NetworkACL, put api.NetworkACLPut) {
 // implemented; the others panic (the embedded interface is nil).
 type operation struct {
 	lxd.Operation
-	err error
+	id        string
+	err       error
+	lostEvent bool
 }
 
-func op(err error) lxd.Operation { return &operation{err: err} }
+// op records a finished operation (err: its error) for
+// GetOperationWaitSecret; called with s.mu held.
+func (s *Server) op(err error) lxd.Operation {
+	if s.ops == nil {
+		s.ops = map[string]*operation{}
+	}
+	o := &operation{id: fmt.Sprintf("%08x-0000-4000-8000-%012x", len(s.ops)+1, len(s.ops)+1), err: err, lostEvent: s.LoseEvents}
+	s.ops[o.id] = o
+	return o
+}
 
-func (o *operation) Wait() error { return o.err }
+// errEventsLost is what the pinned LXD client's WaitContext returns when
+// its shared events connection was closed under the operation's listener.
+var errEventsLost = errors.New("read tcp 127.0.0.1:50312->127.0.0.1:8443: use of closed network connection")
+
+func (o *operation) Wait() error { return o.WaitContext(context.Background()) }
 
 func (o *operation) WaitContext(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if o.lostEvent {
+		return errEventsLost
+	}
 	return o.err
+}
+
+// GetOperationWaitSecret returns the operation, finished.
+func (s *Server) GetOperationWaitSecret(uuid, _ string, _ int) (*api.Operation, string, error) {
+	if err := s.begin(Call{GetOperationWait, uuid}); err != nil {
+		return nil, "", err
+	}
+	defer s.mu.Unlock()
+	o := s.ops[uuid]
+	if o == nil {
+		return nil, "", NotFound("Operation")
+	}
+	got := o.Get()
+	return &got, "", nil
 }
 
 func (o *operation) Get() api.Operation {
 	if o.err != nil {
-		return api.Operation{StatusCode: api.Failure, Err: o.err.Error()}
+		return api.Operation{ID: o.id, Status: api.Failure.String(), StatusCode: api.Failure, Err: o.err.Error()}
 	}
-	return api.Operation{StatusCode: api.Success}
+	return api.Operation{ID: o.id, Status: api.Success.String(), StatusCode: api.Success}
 }

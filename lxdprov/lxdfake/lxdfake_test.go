@@ -3,6 +3,7 @@ package lxdfake
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/canonical/lxd/shared/api"
@@ -39,8 +40,11 @@ func TestInstancesLiveAndDieAsLXDs(t *testing.T) {
 	if inst := s.Instance("a"); inst == nil || inst.StatusCode != api.Running || inst.Config["user.k"] != "v" {
 		t.Fatalf("instance = %+v, want running with its config", inst)
 	}
-	if _, err := s.CreateInstance(post); !api.StatusErrorCheck(err, http.StatusConflict) {
-		t.Errorf("second create = %v, want 409", err)
+	// LXD 5.0 takes the request and fails the operation.
+	if op, err := s.CreateInstance(post); err != nil {
+		t.Errorf("second create = %v, want its operation to fail", err)
+	} else if err := op.Wait(); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("second create's operation = %v, want: already exists", err)
 	}
 	if _, err := s.DeleteInstance("a"); err == nil {
 		t.Error("deleting a running instance succeeded")

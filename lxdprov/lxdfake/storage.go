@@ -54,7 +54,7 @@ func (s *Server) UpdateInstance(name string, put api.InstancePut, _ string) (lxd
 	inst.Devices = put.Devices
 	inst.Profiles = put.Profiles
 	inst.Ephemeral = put.Ephemeral
-	return op(nil), nil
+	return s.op(nil), nil
 }
 
 // ExecInstance is refused: the fake runs no instance's programs.
