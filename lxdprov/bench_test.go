@@ -143,7 +143,7 @@ func (r *rawLXD) create(ctx context.Context, name string) error {
 	post.Config[lxdprov.KeyCreated] = time.Now().UTC().Format(time.RFC3339)
 	op, err := r.c.CreateInstance(post)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = lxdtest.Wait(r.c, op)
 	}
 	if err != nil || post.Start {
 		return err
@@ -153,13 +153,14 @@ func (r *rawLXD) create(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return op.WaitContext(ctx)
+	_, err = lxdtest.Wait(r.c, op)
+	return err
 }
 
 func (r *rawLXD) delete(ctx context.Context, name string) error {
 	op, err := r.c.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, "")
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = lxdtest.Wait(r.c, op)
 	}
 	if err != nil {
 		return err
@@ -167,7 +168,7 @@ func (r *rawLXD) delete(ctx context.Context, name string) error {
 	// An ephemeral instance is gone once stopped; delete whatever is left.
 	op, err = r.c.DeleteInstance(name)
 	if err == nil {
-		err = op.WaitContext(ctx)
+		_, err = lxdtest.Wait(r.c, op)
 	}
 	if api.StatusErrorCheck(err, http.StatusNotFound) {
 		return nil

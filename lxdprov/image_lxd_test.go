@@ -47,7 +47,7 @@ func deleteFamily(t *testing.T, alias string) {
 	}
 	for _, img := range lxdprov.Family(imgs, alias) {
 		if op, err := c.DeleteImage(img.Fingerprint); err == nil {
-			_ = op.Wait()
+			_, _ = lxdtest.Wait(c, op)
 		}
 	}
 }
@@ -167,14 +167,14 @@ func publishTestImage(t *testing.T, c lxd.InstanceServer, alias string, n int, b
 	name := fmt.Sprintf("img-src-%d-%d", n, time.Now().UnixNano()%1e6)
 	op, err := c.CreateInstance(api.InstancesPost{Name: name, Type: api.InstanceTypeContainer, Source: api.InstanceSource{Type: "image", Alias: lxdtest.Image}})
 	if err == nil {
-		err = op.Wait()
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("create %s: %v", name, err)
 	}
 	defer func() {
 		if op, err := c.DeleteInstance(name); err == nil {
-			_ = op.Wait()
+			_, _ = lxdtest.Wait(c, op)
 		}
 	}()
 	if err := c.CreateInstanceFile(name, "/etc/ephemera-test-image", lxd.InstanceFileArgs{Content: strings.NewReader(fmt.Sprint(n, built)), Mode: 0o644, Type: "file", WriteMode: "overwrite"}); err != nil {
@@ -187,13 +187,14 @@ func publishTestImage(t *testing.T, c lxd.InstanceServer, alias string, n int, b
 		Source:               &api.ImagesPostSource{Type: "instance", Name: name},
 		CompressionAlgorithm: "none",
 	}, nil)
+	var published api.Operation
 	if err == nil {
-		err = op.Wait()
+		published, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("publish %s: %v", name, err)
 	}
-	return op.Get().Metadata["fingerprint"].(string)
+	return published.Metadata["fingerprint"].(string)
 }
 
 func imageExists(t *testing.T, c lxd.InstanceServer, fp string) bool {
@@ -222,7 +223,7 @@ func TestAliasFamiliesArePrunedAndRolledBack(t *testing.T) {
 	// A runner created from a1 (LXD records volatile.base_image).
 	op, err := c.CreateInstance(api.InstancesPost{Name: "uses-a1", Type: api.InstanceTypeContainer, Source: api.InstanceSource{Type: "image", Fingerprint: a1}})
 	if err == nil {
-		err = op.Wait()
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -270,14 +271,15 @@ func execIn(t *testing.T, c lxd.InstanceServer, name, script string) (string, in
 	var out, errOut bytes.Buffer
 	done := make(chan bool)
 	op, err := c.ExecInstance(name, api.InstanceExecPost{Command: []string{"/bin/sh", "-c", script}, WaitForWS: true}, &lxd.InstanceExecArgs{Stdout: &out, Stderr: &errOut, DataDone: done})
+	var ended api.Operation
 	if err == nil {
-		err = op.Wait()
+		ended, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("exec in %s: %v", name, err)
 	}
 	<-done
-	return out.String() + errOut.String(), int(op.Get().Metadata["return"].(float64))
+	return out.String() + errOut.String(), int(ended.Metadata["return"].(float64))
 }
 
 // imageChecks runs in an instance of a built image once its cloud-init is
@@ -365,14 +367,14 @@ func TestAnImageBuiltFromTheDebianBaseBootsARunner(t *testing.T) {
 		Source:      api.InstanceSource{Type: "image", Alias: cfg.Alias},
 		InstancePut: api.InstancePut{Config: map[string]string{lxdprov.KeyUserData: userData}}})
 	if err == nil {
-		err = op.Wait()
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	// LXD 5.0 cannot create and start in one request.
 	if op, err = c.UpdateInstanceState("boot-check", api.InstanceStatePut{Action: "start", Timeout: -1}, ""); err == nil {
-		err = op.Wait()
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatal(err)

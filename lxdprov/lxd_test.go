@@ -145,9 +145,10 @@ func TestStoppedInstanceIsGone(t *testing.T) {
 		return err == nil && st.Network["lo"].State == "up"
 	})
 	// A clean stop, as when the runner exits and the machine powers off.
-	op, err := lxdtest.Client(t).UpdateInstanceState(spec.Name, api.InstanceStatePut{Action: "stop", Timeout: 30}, "")
+	c := lxdtest.Client(t)
+	op, err := c.UpdateInstanceState(spec.Name, api.InstanceStatePut{Action: "stop", Timeout: 30}, "")
 	if err == nil {
-		err = op.WaitContext(t.Context())
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("stop: %v", err)
@@ -178,13 +179,14 @@ func TestDeleteRemovesANonEphemeralInstance(t *testing.T) {
 	name := lxdtest.Name(pool.Name)
 	t.Cleanup(func() { lxdtest.ForceDelete(t, name) })
 	// Made by hand: LXD will not delete it when it stops.
-	op, err := lxdtest.Client(t).CreateInstance(api.InstancesPost{
+	c := lxdtest.Client(t)
+	op, err := c.CreateInstance(api.InstancesPost{
 		Name:        name,
 		Source:      api.InstanceSource{Type: "image", Alias: lxdtest.Image},
 		InstancePut: api.InstancePut{Config: map[string]string{lxdprov.KeyPool: pool.Name}},
 	})
 	if err == nil {
-		err = op.WaitContext(t.Context())
+		_, err = lxdtest.Wait(c, op)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -252,7 +252,11 @@ func TestCreateFallsBackToTheImageWhenThereIsNoTemplate(t *testing.T) {
 	// The provider thinks a template is ready, but it went.
 	e.p.SyncTemplates(t.Context())
 	name := lxdprov.TemplateName(e.pool.Name, e.fingerprint(t))
-	if op, err := e.c.DeleteInstance(name); err != nil || op.Wait() != nil {
+	op, err := e.c.DeleteInstance(name)
+	if err == nil {
+		_, err = lxdtest.Wait(e.c, op)
+	}
+	if err != nil {
 		t.Fatalf("delete template %s: %v", name, err)
 	}
 	runner := e.create(t)

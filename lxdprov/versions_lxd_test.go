@@ -53,16 +53,17 @@ func runnerImage(t *testing.T, props map[string]string) (alias, fingerprint stri
 	if err != nil {
 		t.Fatalf("import test image: %v", err)
 	}
-	if err := op.Wait(); err != nil {
+	done, err := lxdtest.Wait(c, op)
+	if err != nil {
 		t.Fatalf("import test image: %v", err)
 	}
-	fingerprint, _ = op.Get().Metadata["fingerprint"].(string)
+	fingerprint, _ = done.Metadata["fingerprint"].(string)
 	if fingerprint == "" {
-		t.Fatalf("import test image: no fingerprint in %v", op.Get().Metadata)
+		t.Fatalf("import test image: no fingerprint in %v", done.Metadata)
 	}
 	t.Cleanup(func() {
 		if op, err := c.DeleteImage(fingerprint); err == nil {
-			_ = op.Wait()
+			_, _ = lxdtest.Wait(c, op)
 		}
 	})
 	alias = "ephemera-rv-" + nonce

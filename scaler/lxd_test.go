@@ -59,7 +59,7 @@ func lxdEnv(t *testing.T, minIdle, maxN int) (*env, config.Pool, runnerSim) {
 	c := lxdtest.Client(t)
 	e.fake.OnRunnerExit(func(name string) {
 		if op, err := c.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
-			_ = op.Wait()
+			_, _ = lxdtest.Wait(c, op)
 		}
 	})
 	return e, p, prov
@@ -168,7 +168,7 @@ func TestLXDStoppingAnInstanceFreesItsSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = op.Wait()
+	_, _ = lxdtest.Wait(c, op)
 	lxdtest.WaitGone(t, first, 30*time.Second)
 	waitFor(t, 30*time.Second, "a new instance in the freed slot", func() bool {
 		ins := lxdInstances(t, prov)

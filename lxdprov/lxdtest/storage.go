@@ -2,6 +2,7 @@ package lxdtest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -90,7 +91,7 @@ func PublishImage(t testing.TB, files map[string]string) (alias, fingerprint str
 	src := "t-" + randomHex(3) + "-src"
 	op, err := c.CreateInstance(api.InstancesPost{Name: src, Source: api.InstanceSource{Type: "image", Alias: Image}})
 	if err == nil {
-		err = op.Wait()
+		_, err = Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("create %s to publish: %v", src, err)
@@ -103,19 +104,20 @@ func PublishImage(t testing.TB, files map[string]string) (alias, fingerprint str
 		}
 	}
 	op, err = c.CreateImage(api.ImagesPost{Source: &api.ImagesPostSource{Type: "instance", Name: src}}, nil)
+	var done api.Operation
 	if err == nil {
-		err = op.Wait()
+		done, err = Wait(c, op)
 	}
 	if err != nil {
 		t.Fatalf("publish %s: %v", src, err)
 	}
-	fingerprint, _ = op.Get().Metadata["fingerprint"].(string)
+	fingerprint, _ = done.Metadata["fingerprint"].(string)
 	if fingerprint == "" {
-		t.Fatalf("publish %s: no fingerprint in %v", src, op.Get().Metadata)
+		t.Fatalf("publish %s: no fingerprint in %v", src, done.Metadata)
 	}
 	t.Cleanup(func() {
 		if op, err := c.DeleteImage(fingerprint); err == nil {
-			_ = op.Wait()
+			_, _ = Wait(c, op)
 		}
 	})
 	if err := c.CreateImageAlias(api.ImageAliasesPost{ImageAliasesEntry: api.ImageAliasesEntry{Name: alias, Type: "container", Target: fingerprint}}); err != nil {
@@ -156,13 +158,30 @@ func lxdFile(content string) lxd.InstanceFileArgs {
 	return lxd.InstanceFileArgs{Content: strings.NewReader(content), Mode: 0o644, Type: "file"}
 }
 
+// Wait waits until op ends, asking LXD as the provider does (lxdprov's
+// waitOp says why not op.Wait), and returns it as it ended.
+func Wait(c lxd.InstanceServer, op lxd.Operation) (api.Operation, error) {
+	for {
+		got, _, err := c.GetOperationWaitSecret(op.Get().ID, "", 10)
+		switch {
+		case err != nil:
+			return api.Operation{}, err
+		case !got.StatusCode.IsFinal():
+			continue
+		case got.StatusCode != api.Success:
+			return *got, fmt.Errorf("operation %s: %s: %s", got.ID, got.Status, got.Err)
+		}
+		return *got, nil
+	}
+}
+
 // forceDelete stops and deletes an instance, ignoring errors (it may be
 // gone already).
 func forceDelete(c lxd.InstanceServer, name string) {
 	if op, err := c.UpdateInstanceState(name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
-		_ = op.Wait()
+		_, _ = Wait(c, op)
 	}
 	if op, err := c.DeleteInstance(name); err == nil {
-		_ = op.Wait()
+		_, _ = Wait(c, op)
 	}
 }
