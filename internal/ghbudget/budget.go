@@ -441,6 +441,12 @@ func (b *Budget) restorePending(inst string, p pending) {
 // updateAttempts bounds the compare-and-set retries of one update.
 const updateAttempts = 50
 
+// kvOpTimeout bounds each KV request of an update: a reply lost while a
+// NATS node restarts would otherwise hold the caller until its own
+// deadline (a policy check's 30 s) and fail it. A read that times out is
+// sent again; a write is not.
+const kvOpTimeout = 3 * time.Second
+
 // update applies f to the installation's record under compare-and-set
 // (the caller holds b.turn),
 // starting from the revision this process last saw; f reports whether it
@@ -453,8 +459,12 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 	fresh := !known
 	for attempt := range updateAttempts {
 		if !known {
-			e, err := b.cfg.KV.Get(ctx, key)
+			rctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+			e, err := b.cfg.KV.Get(rctx, key)
+			cancel()
 			switch {
+			case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+				continue // its reply was lost: ask again
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				c = cached{}
 			case err != nil:
@@ -483,17 +493,24 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			return err
 		}
 		var rev uint64
+		wctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
 		if c.rev == 0 {
-			rev, err = b.cfg.KV.Create(ctx, key, val)
+			rev, err = b.cfg.KV.Create(wctx, key, val)
 		} else {
-			rev, err = b.cfg.KV.Update(ctx, key, val, c.rev)
+			rev, err = b.cfg.KV.Update(wctx, key, val, c.rev)
 		}
+		cancel()
 		if err == nil {
 			b.remember(key, cached{rec: rec, rev: rev})
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Not sent again: it may have been applied, and applying f
+			// to what it wrote would count the same request twice.
+			return fmt.Errorf("write github budget %s: no answer in %s: %w", inst, kvOpTimeout, err)
 		}
 		known, fresh = false, false // someone else wrote: read again
 		// Let the writer that won finish its round before trying again,

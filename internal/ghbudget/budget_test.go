@@ -379,3 +379,42 @@ func TestAnExhaustedShortWindowDoesNotExhaustTheHour(t *testing.T) {
 		t.Errorf("after the short window: %v", err)
 	}
 }
+
+// lostReply is a bucket whose first read of key never gets its answer,
+// as when a NATS node restarts with the request in flight.
+type lostReply struct {
+	jetstream.KeyValue
+	key  string
+	once sync.Once
+}
+
+func (l *lostReply) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	lost := false
+	if key == l.key {
+		l.once.Do(func() { lost = true })
+	}
+	if lost {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return l.KeyValue.Get(ctx, key)
+}
+
+// A read of the budget whose reply is lost is asked again after
+// kvOpTimeout, within the caller's deadline, instead of holding the
+// request (a policy check's GitHub call) until that deadline and failing
+// it.
+func TestAReadOfTheBudgetWhoseReplyIsLostIsAskedAgain(t *testing.T) {
+	kv := &lostReply{KeyValue: bucket(t), key: "inst.1"}
+	b, err := New(Config{KV: kv, Replica: "r0", Minute: time.Hour, PointsPerMinute: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*kvOpTimeout)
+	defer cancel()
+	tk, err := b.Acquire(ctx, reg(Registration))
+	if err != nil {
+		t.Fatalf("Acquire = %v, want a place once the lost read is asked again", err)
+	}
+	tk.Done(t.Context(), answer(http.StatusOK, 5000, 4999, time.Now().Add(time.Hour), ""))
+}
