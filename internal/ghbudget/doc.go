@@ -27,7 +27,9 @@
 // the others spent. Its cost is two KV writes per GitHub request,
 // microseconds on the bus that the scaler already writes several times
 // per job. A replica that dies with requests in flight holds their places
-// until its lease (LeaseTTL) runs out.
+// until its lease (LeaseTTL) runs out. Each KV request gets 3 s: a read
+// whose reply was lost (a NATS node restarting) is asked again, and a
+// write with no answer fails the request rather than count it twice.
 //
 // # Never tripping a sliding minute
 //
