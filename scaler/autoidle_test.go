@@ -184,6 +184,26 @@ func TestOnlineSamplesKeepTheLatestOfEachKind(t *testing.T) {
 	}
 }
 
+// sampleCase is a runner record and the online sample it should give.
+type sampleCase struct {
+	name    string
+	rec     runnerRec
+	want    OnlineSample
+	wantVia string
+}
+
+// wantSample checks the sample r gives, with lists 30 s apart.
+func wantSample(t *testing.T, r runnerRec, want OnlineSample, wantVia string) {
+	t.Helper()
+	got, via, ok := onlineSample(r, 30*time.Second)
+	if !ok || via != wantVia {
+		t.Fatalf("onlineSample: ok %v via %q, want via %q", ok, via, wantVia)
+	}
+	if d := cmp.Diff(got, want); d != "" {
+		t.Errorf("sample (-got +want):\n%s", d)
+	}
+}
+
 func TestOnlineSampleFromARecord(t *testing.T) {
 	base := runnerRec{Name: "eph-small-abcdefgh", Pool: "small", QueuedAt: t0, CreatedAt: t0.Add(time.Second), StartedAt: t0.Add(3 * time.Second)}
 	waiting := base
@@ -194,25 +214,14 @@ func TestOnlineSampleFromARecord(t *testing.T) {
 	later.tookJob(8, t0.Add(10*time.Second), t0.Add(12*time.Second))
 	listed := base
 	listed.idle(t0.Add(40 * time.Second))
-	cases := []struct {
-		name    string
-		rec     runnerRec
-		want    OnlineSample
-		wantVia string
-	}{
+	cases := []sampleCase{
 		{"a job waiting since before the instance started took it: exact", waiting, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second, Exact: true}, onlineWaitingJob},
 		{"a job queued after the instance started took it: an upper bound", later, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second}, onlineLaterJob},
 		{"first seen idle in the runner list: the middle since the previous list", listed, OnlineSample{At: t0.Add(40 * time.Second), D: 25 * time.Second}, onlineListing},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, via, ok := onlineSample(tc.rec, 30*time.Second)
-			if !ok || via != tc.wantVia {
-				t.Fatalf("onlineSample: ok %v via %q, want via %q", ok, via, tc.wantVia)
-			}
-			if d := cmp.Diff(got, tc.want); d != "" {
-				t.Errorf("sample (-got +want):\n%s", d)
-			}
+			wantSample(t, tc.rec, tc.want, tc.wantVia)
 		})
 	}
 	if _, _, ok := onlineSample(base, 30*time.Second); ok {
@@ -240,12 +249,7 @@ func TestTheInProgressEventSettlesARunnerMarkedBeforeIt(t *testing.T) {
 	seenIdle.idle(t0.Add(10 * time.Second))
 	seenIdle.busy(0, t0.Add(20*time.Second))
 
-	cases := []struct {
-		name    string
-		rec     runnerRec
-		want    OnlineSample
-		wantVia string
-	}{
+	cases := []sampleCase{
 		{"seen busy in the list first", listed, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second, Exact: true}, onlineWaitingJob},
 		{"its completed event handled first", completedFirst, OnlineSample{At: t0.Add(12 * time.Second), D: 12 * time.Second, Exact: true}, onlineWaitingJob},
 		{"seen idle in the list first: the list's time stands", seenIdle, OnlineSample{At: t0.Add(10 * time.Second), D: 6500 * time.Millisecond}, onlineListing},
@@ -259,13 +263,7 @@ func TestTheInProgressEventSettlesARunnerMarkedBeforeIt(t *testing.T) {
 			if r.BusyJob != 7 {
 				t.Errorf("busy job %d, want 7", r.BusyJob)
 			}
-			got, via, ok := onlineSample(r, 30*time.Second)
-			if !ok || via != tc.wantVia {
-				t.Fatalf("onlineSample: ok %v via %q, want via %q", ok, via, tc.wantVia)
-			}
-			if d := cmp.Diff(got, tc.want); d != "" {
-				t.Errorf("sample (-got +want):\n%s", d)
-			}
+			wantSample(t, r, tc.want, tc.wantVia)
 			if again := r; again.tookJob(7, t0.Add(-time.Second), t0.Add(12*time.Second)) {
 				t.Error("the same event handled again moved the record")
 			}
