@@ -49,3 +49,30 @@ func ReadFirstRevisionsFromALaggingReplica(ctx context.Context, s *Store, ids ..
 	}
 	s.kv = kv
 }
+
+// lostReplyKV never answers the first read of each key, as when a NATS
+// node restarts with the request in flight.
+type lostReplyKV struct {
+	jetstream.KeyValue
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (l *lostReplyKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	l.mu.Lock()
+	first := !l.seen[key]
+	l.seen[key] = true
+	l.mu.Unlock()
+	if first {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return l.KeyValue.Get(ctx, key)
+}
+
+// LoseTheFirstReplyToEachRead makes the first read of each key through s
+// go unanswered until its context ends.
+func LoseTheFirstReplyToEachRead(s *Store) { s.kv = &lostReplyKV{KeyValue: s.kv, seen: map[string]bool{}} }
+
+// ReadTimeout is readTimeout, for tests.
+const ReadTimeout = readTimeout

@@ -195,6 +195,24 @@ func TestATokenMissingOnALaggingReplicaIsFoundOnTheLeader(t *testing.T) {
 	}
 }
 
+// A read whose reply is lost (a NATS node restarting) is asked again
+// within the caller's deadline, as the policy service's 5 s for a check's
+// token: the runner's pre-job check is not failed for it.
+func TestAReadWhoseReplyIsLostIsAskedAgain(t *testing.T) {
+	b, _ := bustest.Open(t)
+	s := newStore(t, b, time.Now)
+	tok, err := s.Mint(t.Context(), "eph-small-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens.LoseTheFirstReplyToEachRead(s)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*tokens.ReadTimeout+time.Second)
+	defer cancel()
+	if runner, err := s.Consume(ctx, tok); err != nil || runner != "eph-small-a" {
+		t.Fatalf("Consume = %q, %v; want the runner once the lost read is asked again", runner, err)
+	}
+}
+
 func TestExtendedTokenOutlivesItsFirstTTL(t *testing.T) {
 	b, _ := bustest.Open(t)
 	var now atomic.Pointer[time.Time]
