@@ -441,10 +441,12 @@ func (b *Budget) restorePending(inst string, p pending) {
 // updateAttempts bounds the compare-and-set retries of one update.
 const updateAttempts = 50
 
-// kvOpTimeout bounds each KV request of an update: a reply lost while a
-// NATS node restarts would otherwise hold the caller until its own
-// deadline (a policy check's 30 s) and fail it. A read that times out is
-// sent again; a write is not.
+// kvOpTimeout bounds each read of an update: a reply lost while a NATS
+// node restarts would otherwise hold the caller until its own deadline (a
+// policy check's 30 s) and fail it; a read that times out is sent again.
+// Writes keep the caller's deadline: one that is only slow (a loaded
+// machine) must not fail the request, and one sent again after a lost
+// reply could count the same request twice.
 const kvOpTimeout = 3 * time.Second
 
 // update applies f to the installation's record under compare-and-set
@@ -493,24 +495,17 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			return err
 		}
 		var rev uint64
-		wctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
 		if c.rev == 0 {
-			rev, err = b.cfg.KV.Create(wctx, key, val)
+			rev, err = b.cfg.KV.Create(ctx, key, val)
 		} else {
-			rev, err = b.cfg.KV.Update(wctx, key, val, c.rev)
+			rev, err = b.cfg.KV.Update(ctx, key, val, c.rev)
 		}
-		cancel()
 		if err == nil {
 			b.remember(key, cached{rec: rec, rev: rev})
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			// Not sent again: it may have been applied, and applying f
-			// to what it wrote would count the same request twice.
-			return fmt.Errorf("write github budget %s: no answer in %s: %w", inst, kvOpTimeout, err)
 		}
 		known, fresh = false, false // someone else wrote: read again
 		// Let the writer that won finish its round before trying again,

@@ -27,9 +27,9 @@
 // the others spent. Its cost is two KV writes per GitHub request,
 // microseconds on the bus that the scaler already writes several times
 // per job. A replica that dies with requests in flight holds their places
-// until its lease (LeaseTTL) runs out. Each KV request gets 3 s: a read
-// whose reply was lost (a NATS node restarting) is asked again, and a
-// write with no answer fails the request rather than count it twice.
+// until its lease (LeaseTTL) runs out. A read of the record whose reply
+// was lost (a NATS node restarting) is asked again after 3 s; writes
+// keep the caller's deadline.
 //
 // # Never tripping a sliding minute
 //
