@@ -72,7 +72,9 @@ func (l *lostReplyKV) Get(ctx context.Context, key string) (jetstream.KeyValueEn
 
 // LoseTheFirstReplyToEachRead makes the first read of each key through s
 // go unanswered until its context ends.
-func LoseTheFirstReplyToEachRead(s *Store) { s.kv = &lostReplyKV{KeyValue: s.kv, seen: map[string]bool{}} }
+func LoseTheFirstReplyToEachRead(s *Store) {
+	s.kv = &lostReplyKV{KeyValue: s.kv, seen: map[string]bool{}}
+}
 
 // ReadTimeout is readTimeout, for tests.
 const ReadTimeout = readTimeout
