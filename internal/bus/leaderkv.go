@@ -105,3 +105,19 @@ func (e *leaderEntry) Revision() uint64                { return e.rev }
 func (e *leaderEntry) Created() time.Time              { return e.created }
 func (e *leaderEntry) Delta() uint64                   { return 0 }
 func (e *leaderEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+// GetAskingAgain reads key from kv, giving each read timeout and asking
+// again while a read goes unanswered and ctx allows: a reply lost while a
+// NATS node restarts would otherwise hold the caller until its own
+// deadline. Reads change nothing, so asking again is safe.
+func GetAskingAgain(ctx context.Context, kv jetstream.KeyValue, key string, timeout time.Duration) (jetstream.KeyValueEntry, error) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		e, err := kv.Get(rctx, key)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			continue
+		}
+		return e, err
+	}
+}

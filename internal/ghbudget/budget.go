@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -461,12 +463,8 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 	fresh := !known
 	for attempt := range updateAttempts {
 		if !known {
-			rctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
-			e, err := b.cfg.KV.Get(rctx, key)
-			cancel()
+			e, err := bus.GetAskingAgain(ctx, b.cfg.KV, key, kvOpTimeout)
 			switch {
-			case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-				continue // its reply was lost: ask again
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				c = cached{}
 			case err != nil:

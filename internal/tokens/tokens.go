@@ -222,7 +222,7 @@ func isConflict(err error) bool {
 // then fails, and the caller reads again with fresh, from the leader.
 func (s *Store) read(ctx context.Context, k string, fresh bool) ([]byte, uint64, error) {
 	if !fresh {
-		e, err := get(ctx, s.kv, k)
+		e, err := bus.GetAskingAgain(ctx, s.kv, k, readTimeout)
 		if err == nil {
 			return e.Value(), e.Revision(), nil
 		}
@@ -230,7 +230,7 @@ func (s *Store) read(ctx context.Context, k string, fresh bool) ([]byte, uint64,
 			return nil, 0, err
 		}
 	}
-	e, err := get(ctx, s.leader, k)
+	e, err := bus.GetAskingAgain(ctx, s.leader, k, readTimeout)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrUnknownToken
 	}
@@ -244,20 +244,6 @@ func (s *Store) read(ctx context.Context, k string, fresh bool) ([]byte, uint64,
 // restarts is asked again (a read changes nothing) instead of spending the
 // caller's whole deadline, which fails a runner's pre-job check.
 const readTimeout = 2 * time.Second
-
-// get reads k from kv, asking again while a read goes unanswered for
-// readTimeout and ctx allows.
-func get(ctx context.Context, kv jetstream.KeyValue, k string) (jetstream.KeyValueEntry, error) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, readTimeout)
-		e, err := kv.Get(rctx, k)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			continue
-		}
-		return e, err
-	}
-}
 
 // WellFormed reports whether token has the shape of a one-time token.
 func WellFormed(token string) bool {
