@@ -17,31 +17,53 @@ import (
 // fixed R its wait exceeds the target T only when more than B jobs
 // arrived in (t-(R-T), t], itself included: the runners of the jobs
 // before that window are online by t+T. So the buffer must cover the
-// arrivals of one window of R-T at the target percentile q. SizeIdle
-// takes the larger of two estimates of that:
+// arrivals of one window of R-T at the target percentile q.
 //
-//   - replay: the smallest buffer with which the jobs of the last
-//     IdleLookback (30 minutes), replayed against it — each taking an
-//     idle runner or waiting for the first to come online, each one's own
-//     runner online R after it arrived — would have waited longer than T
-//     no more often than 1-q. It takes CI arrivals as they are, batches
-//     included (a push queues a run's jobs together, which no Poisson
-//     rate describes), and keeps the buffer a burst needed for the
-//     lookback after it: fast up, slow down. R here is a quantile of
+// The buffer is read from the pool's jobs on two time scales:
+//
+//   - recent: the larger of two estimates from the last IdleLookback (30
+//     minutes).
+//     Replay: the smallest buffer with which those jobs, replayed against
+//     it — each taking an idle runner or waiting for the first to come
+//     online, each one's own runner online R after it arrived — would
+//     have waited longer than T no more often than 1-q. It takes CI
+//     arrivals as they are, batches included (a push queues a run's jobs
+//     together, which no Poisson rate describes). R here is a quantile of
 //     the measured times from the median up, the higher the larger the
 //     share of exact ones (replayTime): an exact time comes from a job
 //     that waited, and a waiting job takes the first of the runners
 //     booting at once, so exact times are the fastest boots of a burst.
 //     (In the simulator, package idlesim, a median R under-sized bursts
 //     and a 0.75-quantile over-sized steady and diurnal loads.)
-//   - Poisson, while fewer than 30 jobs arrived in the lookback (too few
+//     Poisson, while fewer than 30 jobs arrived in the lookback (too few
 //     to replay): 1 + the q-quantile of Poisson(λ̂(R-T)), λ̂ the arrivals
 //     of the last IdleRateWindow (10 minutes) over its length and R the
 //     median measured time. This is the base stock of an (S-1, S)
 //     inventory with lead time R-T; by Palm's theorem the runners in
 //     flight are Poisson whatever R's distribution. It keeps one runner
 //     (or more) for a quiet pool where a replay of two jobs says nothing.
-//     A pool no job came to for the whole lookback keeps idle_min.
+//     A pool no job came to for the whole lookback needs none.
+//   - the day's level (DayLevel): the same replay over the jobs of the
+//     last IdleHistory (24 hours), that is the smallest fixed buffer that
+//     would have met the target all day. It is known once 30 jobs came
+//     in the day, and the leader computes it again every IdleLevelEvery
+//     (a minute) and when the target changes.
+//
+// While the pool is batched — the busiest minute of the lookback holds
+// far more jobs than the pool's rate explains (batched) — the buffer is
+// the day's level. A push queues its jobs at a moment no one can
+// foresee, so the buffer the day's pushes need has to be there the whole
+// time pushes come, and the late jobs q allows are best spent across all
+// of the day's pushes. The recent estimate alone spends them within each
+// half hour: it rises after each large push, holds that push's buffer
+// for the lookback, and stays low after a run of small pushes until the
+// next large one has waited; in the simulator it used more idle
+// runner-minutes and still missed the target. Otherwise the buffer is the
+// recent estimate, but never more than the day's level: quiet hours keep
+// what their few jobs need, and the busiest hour of a smooth load is not
+// sized above what one fixed buffer would have needed all day, since q is
+// a share of all the day's jobs. Without a day's level the buffer is the
+// recent estimate.
 //
 // R is measured per runner (ephemera_runner_online_seconds): exactly when
 // a job waiting since before the runner's instance started took it (its
@@ -56,13 +78,19 @@ import (
 // Everything here is a pure function of its arguments: the leader feeds
 // it from KV (job claims for arrivals, runner records for online times)
 // and the clock, and package idlesim replays traces through the same
-// function.
+// functions.
 
 // Defaults of the sizing, used by the scaler.
 const (
-	// IdleLookback is the history the burst estimate reads, and how long
-	// a burst keeps the buffer up after it.
+	// IdleLookback is the history the recent estimate reads, and how long
+	// a batch keeps the pool batched after it.
 	IdleLookback = 30 * time.Minute
+	// IdleHistory is the history the day's level reads.
+	IdleHistory = 24 * time.Hour
+	// IdleLevelEvery is how often the leader computes the day's level
+	// again: a replay of a day of jobs, too much for every pass of a busy
+	// pool, and a level a minute old is as good.
+	IdleLevelEvery = time.Minute
 	// IdleRateWindow is the window of the rate estimate.
 	IdleRateWindow = 10 * time.Minute
 	// DefaultReplenish is R until a runner of the pool was seen online.
@@ -91,14 +119,25 @@ type OnlineSample struct {
 	Exact bool
 }
 
-// IdleObservation is what SizeIdle reads of one pool.
+// IdleObservation is what SizeIdle and DayLevel read of one pool.
 type IdleObservation struct {
 	Now time.Time
-	// Arrivals are the times queued jobs arrived, in any order; those
-	// before Now-IdleLookback are ignored.
+	// Arrivals are the times queued jobs arrived, in any order; SizeIdle
+	// ignores those before Now-IdleLookback, DayLevel those before
+	// Now-IdleHistory.
 	Arrivals []time.Time
 	// Online are recent queued → online times, in any order.
 	Online []OnlineSample
+	// Level is the day's level, from DayLevel; the zero value is none.
+	Level Level
+}
+
+// Level is the day's level of a pool: the smallest fixed buffer that
+// would have met the target over the last IdleHistory.
+type Level struct {
+	N     int
+	Known bool      // false: fewer than poissonBelow jobs in the history
+	At    time.Time // when it was computed
 }
 
 // IdleSize is SizeIdle's decision and what it was made from.
@@ -108,32 +147,83 @@ type IdleSize struct {
 	Rate      float64       // λ̂, jobs per second
 	Replay    int           // the buffer the replay of the lookback needed
 	Poisson   int           // the Poisson quantile
+	Level     int           // the day's level; -1: none yet
+	Batched   bool          // the lookback holds a batch (batched)
 }
 
 // SizeIdle returns the idle buffer for target given what was observed
 // (see the comment at the top of this file).
 func SizeIdle(target IdleTarget, obs IdleObservation) IdleSize {
 	rs := onlineTimes(obs.Online)
-	out := IdleSize{Replenish: median(rs)}
-	from := obs.Now.Add(-IdleLookback)
-	var arr []time.Time
-	recent := 0
-	for _, t := range obs.Arrivals {
-		if t.After(from) && !t.After(obs.Now) {
-			arr = append(arr, t)
-			if t.After(obs.Now.Add(-IdleRateWindow)) {
-				recent++
-			}
-		}
-	}
+	out := IdleSize{Replenish: median(rs), Level: -1}
+	arr := within(obs.Arrivals, obs.Now, IdleLookback)
+	recent := len(within(arr, obs.Now, IdleRateWindow))
 	out.Rate = float64(recent) / IdleRateWindow.Seconds()
 	if l := out.Replenish - target.Wait; l > 0 && len(arr) > 0 && len(arr) < poissonBelow {
 		out.Poisson = 1 + poissonQuantile(out.Rate*l.Seconds(), target.Quantile)
 	}
-	slices.SortFunc(arr, time.Time.Compare)
 	out.Replay = replayBuffer(arr, replayTime(obs.Online, rs), target)
-	out.N = min(max(out.Replay, out.Poisson, target.Min), target.Max)
+	out.N = max(out.Replay, out.Poisson)
+	if obs.Level.Known {
+		out.Level = obs.Level.N
+		out.Batched = batched(arr, obs.Now)
+		if out.Batched {
+			out.N = out.Level
+		} else {
+			out.N = min(out.N, out.Level)
+		}
+	}
+	out.N = min(max(out.N, target.Min), target.Max)
 	return out
+}
+
+// DayLevel is the pool's day's level at obs.Now: the replay of the jobs
+// of the last IdleHistory (see the comment at the top of this file).
+// obs.Level is not read.
+func DayLevel(target IdleTarget, obs IdleObservation) Level {
+	arr := within(obs.Arrivals, obs.Now, IdleHistory)
+	if len(arr) < poissonBelow {
+		return Level{At: obs.Now}
+	}
+	rs := onlineTimes(obs.Online)
+	return Level{N: replayBuffer(arr, replayTime(obs.Online, rs), target), Known: true, At: obs.Now}
+}
+
+// within returns the times of arr in (now-d, now], sorted.
+func within(arr []time.Time, now time.Time, d time.Duration) []time.Time {
+	var out []time.Time
+	for _, t := range arr {
+		if t.After(now.Add(-d)) && !t.After(now) {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// batchMinute is the span batched counts arrivals in.
+const batchMinute = time.Minute
+
+// batched reports whether the arrivals of the lookback before now
+// (sorted) hold a batch: a minute with at least m + 4√m + 4 of them, m
+// being the mean per minute of the lookback or of its last
+// IdleRateWindow, whichever is more (a load rising within the lookback is
+// judged at its recent rate). Under Poisson arrivals at that rate the
+// busiest minute of the lookback (sliding) reaches that very rarely —
+// four standard deviations of the normal approximation, and four jobs
+// more so that a quiet pool's chance few are no batch — while a push of
+// 20 jobs in a pool of a few a minute is far above it.
+func batched(arr []time.Time, now time.Time) bool {
+	perMinute := func(n int, d time.Duration) float64 { return float64(n) * batchMinute.Seconds() / d.Seconds() }
+	m := max(perMinute(len(arr), IdleLookback), perMinute(len(within(arr, now, IdleRateWindow)), IdleRateWindow))
+	peak, j := 0, 0
+	for i := range arr {
+		for arr[i].Sub(arr[j]) >= batchMinute {
+			j++
+		}
+		peak = max(peak, i-j+1)
+	}
+	return float64(peak) >= m+4*math.Sqrt(m)+4
 }
 
 func median(ds []time.Duration) time.Duration {

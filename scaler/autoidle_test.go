@@ -1,6 +1,8 @@
 package scaler
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,61 +62,91 @@ func TestSizeIdle(t *testing.T) {
 			name:   "a pool no job came to keeps idle_min",
 			target: target,
 			obs:    IdleObservation{Now: t0, Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 1, Replenish: 15 * time.Second, Replay: 1},
+			want:   IdleSize{N: 1, Replenish: 15 * time.Second, Replay: 1, Level: -1},
 		},
 		{
 			name:   "runners online within the target need no buffer beyond idle_min",
 			target: target,
 			obs:    IdleObservation{Now: t0, Arrivals: burst(20, time.Minute, time.Second), Online: exact(3*time.Second, 4*time.Second, 5*time.Second)},
-			want:   IdleSize{N: 1, Replenish: 4 * time.Second, Rate: 20.0 / 600, Replay: 1},
+			want:   IdleSize{N: 1, Replenish: 4 * time.Second, Rate: 20.0 / 600, Replay: 1, Level: -1},
 		},
 		{
 			name:   "a burst of 10 at once needs 10 idle (none of 10 may wait at p95)",
 			target: IdleTarget{Min: 0, Max: 15, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(10, time.Minute, 0), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 10, Replenish: 15 * time.Second, Rate: 10.0 / 600, Replay: 10, Poisson: 2},
+			want:   IdleSize{N: 10, Replenish: 15 * time.Second, Rate: 10.0 / 600, Replay: 10, Poisson: 2, Level: -1},
 		},
 		{
 			name:   "of a burst of 20 at once, one may wait at p95",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(20, time.Minute, 0), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 19, Replenish: 15 * time.Second, Rate: 20.0 / 600, Replay: 19, Poisson: 2},
+			want:   IdleSize{N: 19, Replenish: 15 * time.Second, Rate: 20.0 / 600, Replay: 19, Poisson: 2, Level: -1},
 		},
 		{
 			name:   "20 jobs over 60s, each replaced in 15s: the 10s before any job hold 4, so 4 idle",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(20, time.Minute, 57*time.Second), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 4, Replenish: 15 * time.Second, Rate: 20.0 / 600, Replay: 4, Poisson: 2},
+			want:   IdleSize{N: 4, Replenish: 15 * time.Second, Rate: 20.0 / 600, Replay: 4, Poisson: 2, Level: -1},
 		},
 		{
 			name:   "the buffer never exceeds idle_max; 30 jobs or more are replayed alone",
 			target: target,
 			obs:    IdleObservation{Now: t0, Arrivals: burst(40, time.Minute, 0), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 15, Replenish: 15 * time.Second, Rate: 40.0 / 600, Replay: 15},
+			want:   IdleSize{N: 15, Replenish: 15 * time.Second, Rate: 40.0 / 600, Replay: 15, Level: -1},
 		},
 		{
 			name:   "a burst older than the lookback is forgotten",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(20, IdleLookback+time.Second, 0), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 0, Replenish: 15 * time.Second},
+			want:   IdleSize{N: 0, Replenish: 15 * time.Second, Level: -1},
 		},
 		{
 			name:   "two jobs 15 minutes apart: one warm runner",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: []time.Time{t0.Add(-5 * time.Minute), t0.Add(-20 * time.Minute)}, Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 1, Replenish: 15 * time.Second, Rate: 1.0 / 600, Replay: 1, Poisson: 1},
+			want:   IdleSize{N: 1, Replenish: 15 * time.Second, Rate: 1.0 / 600, Replay: 1, Poisson: 1, Level: -1},
 		},
 		{
 			name:   "without a measurement R is DefaultReplenish",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(5, time.Minute, 0)},
-			want:   IdleSize{N: 5, Replenish: DefaultReplenish, Rate: 5.0 / 600, Replay: 5, Poisson: 2},
+			want:   IdleSize{N: 5, Replenish: DefaultReplenish, Rate: 5.0 / 600, Replay: 5, Poisson: 2, Level: -1},
 		},
 		{
 			name:   "arrivals after now are ignored",
 			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
 			obs:    IdleObservation{Now: t0, Arrivals: burst(5, -time.Minute, 0), Online: exact(15 * time.Second)},
-			want:   IdleSize{N: 0, Replenish: 15 * time.Second},
+			want:   IdleSize{N: 0, Replenish: 15 * time.Second, Level: -1},
+		},
+		{
+			name:   "a push with the day's level known gets the level, above what the lookback alone needs",
+			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
+			obs:    IdleObservation{Now: t0, Arrivals: burst(10, time.Minute, 0), Online: exact(15 * time.Second), Level: Level{N: 12, Known: true, At: t0}},
+			want:   IdleSize{N: 12, Replenish: 15 * time.Second, Rate: 10.0 / 600, Replay: 10, Poisson: 2, Level: 12, Batched: true},
+		},
+		{
+			name:   "a push with the day's level known gets the level, below what the lookback alone needs",
+			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
+			obs:    IdleObservation{Now: t0, Arrivals: burst(20, time.Minute, 0), Online: exact(15 * time.Second), Level: Level{N: 8, Known: true, At: t0}},
+			want:   IdleSize{N: 8, Replenish: 15 * time.Second, Rate: 20.0 / 600, Replay: 19, Poisson: 2, Level: 8, Batched: true},
+		},
+		{
+			name:   "without a push, what the lookback needs, when the day's level is more",
+			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
+			obs:    IdleObservation{Now: t0, Arrivals: []time.Time{t0.Add(-5 * time.Minute), t0.Add(-20 * time.Minute)}, Online: exact(15 * time.Second), Level: Level{N: 12, Known: true, At: t0}},
+			want:   IdleSize{N: 1, Replenish: 15 * time.Second, Rate: 1.0 / 600, Replay: 1, Poisson: 1, Level: 12},
+		},
+		{
+			name:   "without a push, never more than the day's level",
+			target: IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
+			obs:    IdleObservation{Now: t0, Arrivals: burst(60, 0, IdleLookback-time.Second), Online: exact(65 * time.Second), Level: Level{N: 1, Known: true, At: t0}},
+			want:   IdleSize{N: 1, Replenish: 65 * time.Second, Rate: 20.0 / 600, Replay: 2, Level: 1},
+		},
+		{
+			name:   "the day's level is clamped to idle_min",
+			target: IdleTarget{Min: 3, Max: 30, Quantile: 0.95, Wait: 5 * time.Second},
+			obs:    IdleObservation{Now: t0, Arrivals: burst(10, time.Minute, 0), Online: exact(15 * time.Second), Level: Level{N: 1, Known: true, At: t0}},
+			want:   IdleSize{N: 3, Replenish: 15 * time.Second, Rate: 10.0 / 600, Replay: 10, Poisson: 2, Level: 1, Batched: true},
 		},
 	}
 	for _, tc := range cases {
@@ -266,6 +298,84 @@ func TestTheInProgressEventSettlesARunnerMarkedBeforeIt(t *testing.T) {
 			wantSample(t, r, tc.want, tc.wantVia)
 			if again := r; again.tookJob(7, t0.Add(-time.Second), t0.Add(12*time.Second)) {
 				t.Error("the same event handled again moved the record")
+			}
+		})
+	}
+}
+
+func TestDayLevel(t *testing.T) {
+	target := IdleTarget{Min: 0, Max: 30, Quantile: 0.95, Wait: 5 * time.Second}
+	online := exact(15 * time.Second)
+	// A push of 20 at once three hours ago and 20 single jobs an hour
+	// apart: 40 jobs, 2 of which may wait at p95, so 18 of the push's
+	// jobs need an idle runner.
+	day := slices.Concat(burst(20, 3*time.Hour, 0), burst(20, 30*time.Minute, 19*time.Hour))
+	cases := []struct {
+		name string
+		arr  []time.Time
+		want Level
+	}{
+		{"fewer than 30 jobs in the day: no level", burst(29, time.Hour, time.Hour), Level{At: t0}},
+		{"the day's push is replayed among all the day's jobs", day, Level{N: 18, Known: true, At: t0}},
+		{"jobs older than the day are forgotten", slices.Concat(day, burst(40, IdleHistory+time.Minute, 0)), Level{N: 18, Known: true, At: t0}},
+		{"jobs after now are ignored", slices.Concat(day, burst(40, -time.Minute, 0)), Level{N: 18, Known: true, At: t0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := DayLevel(target, IdleObservation{Now: t0, Arrivals: tc.arr, Online: online, Level: Level{N: 99, Known: true}})
+			if d := cmp.Diff(got, tc.want); d != "" {
+				t.Errorf("DayLevel (-got +want):\n%s", d)
+			}
+		})
+	}
+}
+
+// poissonArrivals draws the arrivals of the lookback before t0 at
+// perMinute(minutes since the lookback began), by thinning.
+func poissonArrivals(seed uint64, peak float64, perMinute func(m float64) float64) []time.Time {
+	r := rand.New(rand.NewPCG(seed, 7))
+	var out []time.Time
+	for m := r.ExpFloat64() / peak; m < IdleLookback.Minutes(); m += r.ExpFloat64() / peak {
+		if r.Float64()*peak < perMinute(m) {
+			out = append(out, t0.Add(-IdleLookback+time.Duration(m*float64(time.Minute))))
+		}
+	}
+	return out
+}
+
+func TestBatched(t *testing.T) {
+	steady := func(perMinute float64) func(float64) float64 { return func(float64) float64 { return perMinute } }
+	// Each case is drawn 200 times: a push is never missed, and a smooth
+	// load is taken for one in at most 1% of the draws.
+	cases := []struct {
+		name     string
+		draw     func(seed uint64) []time.Time
+		want     bool
+		maxWrong int
+	}{
+		{"a push of 20 jobs over 20 s among 3 jobs a minute", func(seed uint64) []time.Time {
+			return slices.Concat(poissonArrivals(seed, 3, steady(3)), burst(20, 5*time.Minute, 20*time.Second))
+		}, true, 0},
+		{"a push of 10 jobs at once in a quiet pool", func(uint64) []time.Time { return burst(10, 10*time.Minute, 0) }, true, 0},
+		{"two jobs a second apart in a quiet pool", func(uint64) []time.Time { return burst(2, 10*time.Minute, time.Second) }, false, 0},
+		{"Poisson arrivals, 2 a minute", func(seed uint64) []time.Time { return poissonArrivals(seed, 2, steady(2)) }, false, 2},
+		{"Poisson arrivals, 60 a minute", func(seed uint64) []time.Time { return poissonArrivals(seed, 60, steady(60)) }, false, 2},
+		{"Poisson arrivals rising from 20 to 40 a minute", func(seed uint64) []time.Time {
+			return poissonArrivals(seed, 40, func(m float64) float64 { return 20 + 20*m/IdleLookback.Minutes() })
+		}, false, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wrong := 0
+			for seed := range uint64(200) {
+				arr := tc.draw(seed)
+				slices.SortFunc(arr, time.Time.Compare)
+				if batched(arr, t0) != tc.want {
+					wrong++
+				}
+			}
+			if wrong > tc.maxWrong {
+				t.Errorf("batched was not %v for %d of 200 draws, want at most %d", tc.want, wrong, tc.maxWrong)
 			}
 		})
 	}

@@ -43,12 +43,19 @@ func onlineSample(r runnerRec, interval time.Duration) (OnlineSample, string, bo
 	return ListedOnline(queued, started, r.OnlineAt, interval), onlineListing, true
 }
 
-// autoIdle is the leader's memory for sizing: samples per pool, and the
-// runners already sampled.
+// autoIdle is the leader's memory for sizing: samples per pool, the
+// runners already sampled, and each pool's day's level.
 type autoIdle struct {
 	samples map[string]*OnlineSamples
 	seen    map[string]bool
+	levels  map[string]dayLevel
 	last    map[string]int // the buffer last chosen, for the log
+}
+
+// dayLevel is a pool's day's level and the target it was computed for.
+type dayLevel struct {
+	Level
+	target IdleTarget
 }
 
 // ListedBusyGrace is how long the leader waits for the in_progress event
@@ -61,7 +68,7 @@ const ListedBusyGrace = time.Minute
 func (s *Scaler) collectOnline(w *world) {
 	a := &s.auto
 	if a.samples == nil {
-		a.samples, a.seen, a.last = map[string]*OnlineSamples{}, map[string]bool{}, map[string]int{}
+		a.samples, a.seen, a.levels, a.last = map[string]*OnlineSamples{}, map[string]bool{}, map[string]dayLevel{}, map[string]int{}
 	}
 	for name := range a.seen {
 		if _, ok := w.recs[name]; !ok {
@@ -93,7 +100,8 @@ func (s *Scaler) collectOnline(w *world) {
 }
 
 // sizeBuffers returns the buffer of every pool with min_idle: auto,
-// sized from the arrivals in w's job claims and the samples collected.
+// sized from the arrivals in w's job claims (kept IdleHistory, as long as
+// a claim is) and the samples collected.
 func (s *Scaler) sizeBuffers(w *world) map[string]int {
 	s.collectOnline(w)
 	now := s.now()
@@ -107,7 +115,7 @@ func (s *Scaler) sizeBuffers(w *world) map[string]int {
 		if at.IsZero() {
 			at = cl.ClaimedAt
 		}
-		if now.Sub(at) <= IdleLookback {
+		if now.Sub(at) <= IdleHistory {
 			arrivals[cl.Pool] = append(arrivals[cl.Pool], at)
 		}
 	}
@@ -120,13 +128,21 @@ func (s *Scaler) sizeBuffers(w *world) map[string]int {
 		if smp := s.auto.samples[p.Name]; smp != nil {
 			online = smp.All()
 		}
-		sz := SizeIdle(IdleTarget{Min: p.IdleMin, Max: p.IdleMax, Quantile: p.TargetWait.Quantile, Wait: p.TargetWait.Wait.D()},
-			IdleObservation{Now: now, Arrivals: arrivals[p.Name], Online: online})
+		target := IdleTarget{Min: p.IdleMin, Max: p.IdleMax, Quantile: p.TargetWait.Quantile, Wait: p.TargetWait.Wait.D()}
+		obs := IdleObservation{Now: now, Arrivals: arrivals[p.Name], Online: online}
+		lvl, ok := s.auto.levels[p.Name]
+		if !ok || lvl.target != target || now.Sub(lvl.At) >= IdleLevelEvery {
+			lvl = dayLevel{DayLevel(target, obs), target}
+			s.auto.levels[p.Name] = lvl
+		}
+		obs.Level = lvl.Level
+		sz := SizeIdle(target, obs)
 		out[p.Name] = sz.N
 		if last, ok := s.auto.last[p.Name]; !ok || last != sz.N {
 			s.auto.last[p.Name] = sz.N
 			s.log.Info().Str(logkey.Pool, p.Name).Int(logkey.MinIdle, sz.N).Dur(logkey.Replenish, sz.Replenish).
 				Float64(logkey.Rate, sz.Rate).Int(logkey.Replay, sz.Replay).Int(logkey.Poisson, sz.Poisson).
+				Int(logkey.DayLevel, sz.Level).Bool(logkey.Batched, sz.Batched).
 				Msg("min_idle: auto sized the idle buffer")
 		}
 	}

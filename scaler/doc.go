@@ -166,7 +166,8 @@
 //     instead: unregistered on GitHub first, then deleted, and topped up;
 //   - tops the idle buffer up to min_idle, never past max; for a pool
 //     with min_idle: auto, to the buffer SizeIdle sized from the pool's
-//     recent arrivals and measured queued → online times (autoidle.go);
+//     arrivals of the last half hour and of the last day and measured
+//     queued → online times (autoidle.go);
 //   - for jobs whose runner came and went while the job, as far as the
 //     scaler knows, never started, and for displaced jobs (another job
 //     took their runner) a pool has no spare runner for, idle or coming,

@@ -38,6 +38,8 @@ const (
 	Rate      = "rate_per_second"
 	Replay    = "replay_buffer"
 	Poisson   = "poisson_buffer"
+	DayLevel  = "day_level" // -1: none yet
+	Batched   = "batched"
 	Until     = "until" // a token's new expiry
 	// Runner versions: the one an image pins, the newest GitHub lists.
 	Image         = "image"

@@ -6,8 +6,9 @@
 // first runner to come online; every reconcile interval the leader trims
 // idle runners past idle_grace above the buffer and tops the buffer up;
 // with auto, the buffer is scaler.SizeIdle's — the same function the
-// leader runs — fed the same observations: arrivals of the last lookback,
-// and queued → online times, exact when a job waiting since before the
+// leader runs — fed the same observations: arrivals of the last day, the
+// day's level (scaler.DayLevel) computed again every
+// scaler.IdleLevelEvery as the leader does, and queued → online times, exact when a job waiting since before the
 // runner's instance started took it, otherwise read off the next runner
 // listing (an upper bound).
 //

@@ -183,6 +183,7 @@ type sim struct {
 	booting  []*runner
 	arrivals []time.Duration
 	samples  scaler.OnlineSamples
+	level    scaler.Level // the day's level, recomputed every IdleLevelEvery
 	waits    []time.Duration
 	idleSecs float64
 	regs     int
@@ -224,6 +225,14 @@ func (s *sim) take(r *runner, j int) {
 
 func (s *sim) at(d time.Duration) time.Time { return time.Unix(0, 0).UTC().Add(d) }
 
+func (s *sim) times(ds []time.Duration) []time.Time {
+	out := make([]time.Time, len(ds))
+	for i, d := range ds {
+		out[i] = s.at(d)
+	}
+	return out
+}
+
 // pass is one reconcile: listing samples, the buffer, trim, top-up. It
 // returns the buffer.
 func (s *sim) pass() int {
@@ -235,14 +244,18 @@ func (s *sim) pass() int {
 	}
 	b := s.cfg.Static
 	if s.cfg.Auto != nil {
-		from := s.now - scaler.IdleLookback
-		i, _ := slices.BinarySearch(s.arrivals, from)
+		i, _ := slices.BinarySearch(s.arrivals, s.now-scaler.IdleHistory)
 		s.arrivals = s.arrivals[i:]
-		arr := make([]time.Time, len(s.arrivals))
-		for k, a := range s.arrivals {
-			arr[k] = s.at(a)
+		obs := scaler.IdleObservation{Now: s.at(s.now), Online: s.samples.All(), Level: s.level}
+		if s.level.At.IsZero() || obs.Now.Sub(s.level.At) >= scaler.IdleLevelEvery {
+			obs.Arrivals = s.times(s.arrivals)
+			s.level = scaler.DayLevel(*s.cfg.Auto, obs)
+			obs.Level = s.level
+		} else {
+			j, _ := slices.BinarySearch(s.arrivals, s.now-scaler.IdleLookback)
+			obs.Arrivals = s.times(s.arrivals[j:])
 		}
-		b = scaler.SizeIdle(*s.cfg.Auto, scaler.IdleObservation{Now: s.at(s.now), Arrivals: arr, Online: s.samples.All()}).N
+		b = scaler.SizeIdle(*s.cfg.Auto, obs).N
 	}
 	// Trim: idle past idle_grace above the buffer, longest idle first
 	// (s.idle is in idle order).
