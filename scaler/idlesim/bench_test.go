@@ -47,6 +47,9 @@ func BenchmarkAutoIdle(b *testing.B) {
 				staticRegs += float64(s.Static.Registrations)
 				staticN += float64(s.StaticN)
 				over += s.Auto.FractionOver(target.Wait)
+				b.Logf("seed %d: auto p95 %.2fs, idle %.0f runner-min; min_idle %d p95 %.2fs, idle %.0f; ratio %.3f",
+					s.Seed, s.Auto.P(0.95).Seconds(), s.Auto.IdleMinutes, s.StaticN, s.Static.P(0.95).Seconds(), s.Static.IdleMinutes,
+					s.Auto.IdleMinutes/s.Static.IdleMinutes)
 			}
 			n := float64(len(c.Seeds))
 			b.ReportMetric(auto.Seconds(), "auto-p95-s")
