@@ -226,7 +226,14 @@ func (b *Budget) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 		}
 		if v.ok {
 			b.m.inFlight.Inc()
-			return &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint, points: w.points, slice: v.slice}, nil
+			tk := &Ticket{b: b, inst: r.Installation, endpoint: r.Endpoint, points: w.points, slice: v.slice}
+			if err := ctx.Err(); err != nil {
+				// Admitted by a write answered after the caller gave up:
+				// the request is not sent, and its place comes back.
+				_ = tk.Done(ctx, nil)
+				return nil, err
+			}
+			return tk, nil
 		}
 		now := b.cfg.Now()
 		if d, ok := ctx.Deadline(); (ok && v.retry.Sub(now) > time.Until(d)) || v.retry.Sub(now) > b.cfg.MaxWait {
@@ -447,8 +454,9 @@ const updateAttempts = 50
 // node restarts would otherwise hold the caller until its own deadline (a
 // policy check's 30 s) and fail it; a read that times out is sent again.
 // Writes keep the caller's deadline: one that is only slow (a loaded
-// machine) must not fail the request, and one sent again after a lost
-// reply could count the same request twice.
+// machine) must not fail the request. A write left without an answer is
+// never sent again blindly: whether it was applied is settled first
+// (settle.go), or it could count the same request twice.
 const kvOpTimeout = 3 * time.Second
 
 // update applies f to the installation's record under compare-and-set
@@ -478,7 +486,8 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			known, fresh = true, true
 		}
 		rec := c.rec.clone()
-		if !f(&rec, b.cfg.Now()) {
+		now := b.cfg.Now()
+		if !f(&rec, now) {
 			if !fresh {
 				// Said no on what this process last wrote: others may
 				// have given back since. Read again.
@@ -488,19 +497,27 @@ func (b *Budget) update(ctx context.Context, inst string, f func(*record, time.T
 			b.remember(key, c)
 			return nil
 		}
+		mark := b.mark(&rec, now)
 		val, err := encode(rec)
 		if err != nil {
 			return err
 		}
-		var rev uint64
-		if c.rev == 0 {
-			rev, err = b.cfg.KV.Create(ctx, key, val)
-		} else {
-			rev, err = b.cfg.KV.Update(ctx, key, val, c.rev)
-		}
+		rev, err := b.write(ctx, key, val, c.rev)
 		if err == nil {
 			b.remember(key, cached{rec: rec, rev: rev})
 			return nil
+		}
+		if !bus.IsConflict(err) {
+			// No answer, or none that says the write was refused: it
+			// may have been applied, or be yet.
+			b.forget(key)
+			applied, serr := b.settle(ctx, key, mark, c.rev)
+			switch {
+			case serr != nil:
+				return fmt.Errorf("write github budget %s: %w; whether it was applied is unknown: %w", inst, err, serr)
+			case applied:
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ephemera-ci/ephemera/internal/bus/bustest"
@@ -417,4 +419,89 @@ func TestAReadOfTheBudgetWhoseReplyIsLostIsAskedAgain(t *testing.T) {
 		t.Fatalf("Acquire = %v, want a place once the lost read is asked again", err)
 	}
 	tk.Done(t.Context(), answer(http.StatusOK, 5000, 4999, time.Now().Add(time.Hour), ""))
+}
+
+// lateWrites is a bucket whose next write, once armed, is applied but
+// not answered in time: answered only after the caller gave up (its
+// context ended first, as on a loaded machine), or, with lost, never
+// (the write fails with a timeout of its own while the caller's context
+// lives on, as when a NATS node restarts with the reply on its way).
+type lateWrites struct {
+	jetstream.KeyValue
+	armed atomic.Bool
+	lost  bool
+}
+
+func (l *lateWrites) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if !l.armed.CompareAndSwap(true, false) {
+		return l.KeyValue.Update(ctx, key, value, rev)
+	}
+	if _, err := l.KeyValue.Update(context.WithoutCancel(ctx), key, value, rev); err != nil {
+		return 0, err
+	}
+	if l.lost {
+		return 0, nats.ErrTimeout
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+// lateBudget is one process's budget on a lateWrites bucket, with its
+// record written once already, so that the next request updates it.
+func lateBudget(t *testing.T, kv *lateWrites, maxConcurrent int) *Budget {
+	t.Helper()
+	b, err := New(Config{KV: kv, Replica: "r0", Minute: time.Hour, PointsPerMinute: 10000, MaxConcurrent: maxConcurrent, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := b.Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Done(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A request whose admission was written but answered only after its
+// caller's deadline gives its place back: otherwise the place stayed
+// taken for as long as the process kept writing (each write renews its
+// lease), and under load such places added up until housekeeping, which
+// may fill only part of them, could not get one.
+func TestAPlaceWrittenAfterItsCallerGaveUpComesBack(t *testing.T) {
+	kv := &lateWrites{KeyValue: bucket(t)}
+	b := lateBudget(t, kv, 1)
+	kv.armed.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := b.Acquire(ctx, reg(Registration)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire past its deadline = %v, want context.DeadlineExceeded", err)
+	}
+	tk, err := b.Acquire(t.Context(), reg(Cleanup))
+	if err != nil {
+		t.Fatalf("the only place, taken for a caller that gave up, is not back: %v", err)
+	}
+	if err := tk.Done(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A write whose answer is lost was applied all the same: the request it
+// admitted takes one place, not one more each time it is written again.
+func TestAnAdmissionWhoseAnswerIsLostTakesOnePlace(t *testing.T) {
+	kv := &lateWrites{KeyValue: bucket(t), lost: true}
+	b := lateBudget(t, kv, 2)
+	kv.armed.Store(true)
+	tk, err := b.Acquire(t.Context(), reg(Registration))
+	if err != nil {
+		t.Fatalf("Acquire = %v, want a place", err)
+	}
+	if err := tk.Done(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := Snapshots(t.Context(), kv, Config{MaxConcurrent: 2})
+	if err != nil || len(snaps) != 1 || snaps[0].InFlight != 0 {
+		t.Fatalf("after the request was done: %+v, %v; want nothing in flight", snaps, err)
+	}
 }

@@ -29,7 +29,11 @@
 // per job. A replica that dies with requests in flight holds their places
 // until its lease (LeaseTTL) runs out. A read of the record whose reply
 // was lost (a NATS node restarting) is asked again after 3 s; writes
-// keep the caller's deadline.
+// keep the caller's deadline, and one left without an answer (that
+// deadline came first, or the reply was lost) is settled before anything
+// else is written: it may have been applied, and an admission wrongly
+// taken as not written held its place in flight for as long as its
+// process kept writing.
 //
 // # Never tripping a sliding minute
 //

@@ -40,6 +40,8 @@ func (p primary) left(now time.Time) int {
 type lease struct {
 	N     int       `json:"n"`
 	Until time.Time `json:"until"` // after it, the replica is presumed dead
+	// Write marks the replica's last write of the record (settle.go).
+	Write uint64 `json:"write,omitempty"`
 }
 
 // window holds the points of the last slices: Points[i] were spent in
