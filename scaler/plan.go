@@ -238,10 +238,14 @@ func (p planner) planPool(pool config.Pool, w *world) ([]action, int) {
 			if rec.State.rank() < runnerBusy.rank() {
 				out = append(out, action{Kind: actMarkBusy, Pool: pool.Name, Runner: name, At: now.UTC()})
 			}
-		case w.ghOK && p.superseded(rec, in, w):
+		case w.ghOK && hasRec && p.superseded(rec, in, w):
 			// Its job's claim names another runner: a replica that was
 			// paused or cut off created it after the job was taken over,
-			// or the job was displaced (see displacedJobs).
+			// or the job was displaced (see displacedJobs). Only a runner
+			// recorded when KV was read is judged: the claims, read after
+			// the records, are then at least as new as the claim that
+			// made it, while one without a record may be the runner of a
+			// takeover provisioned since, newer than the claim in w.
 			del("superseded", "job-bound runner whose job's claim names another runner", onGH)
 		case onGH && ghr.Online && rec.State != runnerDone:
 			if count, reason := p.retire(rec); count != "" {

@@ -359,6 +359,19 @@ func TestPlanPerPool(t *testing.T) {
 			want: func(now time.Time) []action { return []action{status(now, 0, 0, 2, 0), topUp(1)} },
 		},
 		{
+			name: "a job-bound instance KV did not know when it was read is not superseded by the claim read then: it may be a takeover's runner, provisioned since",
+			world: func(now time.Time) worldOf {
+				in := running("eph-small-new", now)
+				in.JobID = 1
+				return worldOf{insts: []Instance{in},
+					claims: []claimRec{{JobID: 1, Pool: "small", State: claimClaimed, Runner: "eph-small-old", Owner: "r-slow", Deadline: now.Add(time.Minute)}}}
+			},
+			want: func(now time.Time) []action {
+				rec := runnerRec{Name: "eph-small-new", Pool: "small", JobID: 1, State: runnerStarted, CreatedAt: now.UTC(), StartedAt: now.UTC(), Deadline: now.UTC()}
+				return []action{{Kind: actAdopt, Pool: "small", Runner: "eph-small-new", Rec: rec}, status(now, 0, 0, 1, 0), topUp(1)}
+			},
+		},
+		{
 			name: "a newer ephemera's runner is left alone, its slot kept, and counted booting",
 			world: func(now time.Time) worldOf {
 				in := running("eph-small-new", now.Add(-time.Hour))
