@@ -47,7 +47,7 @@ func TestAFailureAfterLongWaitsForCapacityBacksOffAsAFirstFailure(t *testing.T) 
 	if n := e.jobBoundCreates()[second]; n != 1 {
 		t.Errorf("second job: %d job-bound runners, want 1", n)
 	}
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 10*time.Second)
 }
 
 // A slot lost mid-provisioning while the job's claim is still this
@@ -90,5 +90,5 @@ func TestASlotLostMidProvisioningWithoutATakeoverIsRetried(t *testing.T) {
 	if n := metricSum(t, r.reg, "ephemera_jobs_total", map[string]string{"action": "failed"}); n != 1 {
 		t.Errorf("jobs_total{action=failed} = %v, want 1 (the attempt that lost its slot)", n)
 	}
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 10*time.Second)
 }

@@ -34,7 +34,7 @@ func TestAQueuedJobGetsOneRunnerWithNameTokenAndJITConfig(t *testing.T) {
 	if err != nil || jit.Name != s.Name {
 		t.Errorf("jit config: %+v, %v; want one for %s", jit, err, s.Name)
 	}
-	waitFor(t, 5*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 5*time.Second)
 }
 
 func TestDuplicateQueuedDeliveriesYieldOneRunnerPerJob(t *testing.T) {
@@ -57,7 +57,7 @@ func TestDuplicateQueuedDeliveriesYieldOneRunnerPerJob(t *testing.T) {
 	if len(creates) != len(ids) {
 		t.Errorf("job-bound runners for %d jobs, want %d", len(creates), len(ids))
 	}
-	waitFor(t, 5*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 5*time.Second)
 }
 
 func TestThreeReplicasABurstOf300JobsNeverExceedsMax40(t *testing.T) {
@@ -109,5 +109,5 @@ func TestThreeReplicasABurstOf300JobsNeverExceedsMax40(t *testing.T) {
 			t.Errorf("job %d had %d job-bound runners at once", id, e.prov.JobPeak(id))
 		}
 	}
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 10*time.Second)
 }

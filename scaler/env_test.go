@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/ghclient"
 	"github.com/ephemera-ci/ephemera/internal/githubfake"
+	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/scaler"
 	"github.com/ephemera-ci/ephemera/scaler/scalertest"
 )
@@ -68,6 +70,13 @@ func pool(name string, minIdle, maxN int) config.Pool {
 
 func newEnv(t testing.TB, pools ...config.Pool) *env {
 	t.Helper()
+	return newEnvBudgetKV(t, nil, pools...)
+}
+
+// newEnvBudgetKV is newEnv with the GitHub budget's bucket seen through
+// wrap (nil: as it is).
+func newEnvBudgetKV(t testing.TB, wrap func(jetstream.KeyValue) jetstream.KeyValue, pools ...config.Pool) *env {
+	t.Helper()
 	b, srv := bustest.Open(t)
 	fake, err := githubfake.Start()
 	if err != nil {
@@ -81,6 +90,9 @@ func newEnv(t testing.TB, pools ...config.Pool) *env {
 	kv, err := b.KeyValue(t.Context(), ghbudget.BucketConfig())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		kv = wrap(kv)
 	}
 	budget, err := ghbudget.New(ghbudget.Config{KV: kv, PointsPerMinute: 1_000_000, MaxConcurrent: 8, Registerer: e.reg})
 	if err != nil {
@@ -178,15 +190,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // rawClaim is job id's claim record as stored, or why there is none.
 func (e *env) rawClaim(id int64) string {
-	kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketJobs)
-	if err != nil {
-		return err.Error()
-	}
-	v, err := kv.Get(context.Background(), strconv.FormatInt(id, 10))
-	if err != nil {
-		return err.Error()
-	}
-	return string(v.Value())
+	return e.rawValue(scaler.BucketJobs, strconv.FormatInt(id, 10))
 }
 
 func (e *env) queue(n int, p config.Pool, d time.Duration) []int64 {
@@ -212,6 +216,55 @@ func (e *env) allCompleted(ids []int64) func() bool {
 // slot.
 func (e *env) clean() bool {
 	return len(e.prov.Instances()) == 0 && len(e.fake.Runners()) == 0 && e.countKeys(scaler.BucketSlots) == 0
+}
+
+// waitClean waits up to d for nothing to be left behind (clean), and
+// fails t naming what is left — instances, registrations, slots with the
+// runner each holds and that runner's record — and the GitHub budget's
+// records: clean-up waits for the budget, so places held in flight there
+// leave everything behind.
+func (e *env) waitClean(t testing.TB, d time.Duration) {
+	t.Helper()
+	if waitfor.Within(d, e.clean) == nil {
+		return
+	}
+	for _, in := range e.prov.Instances() {
+		t.Logf("left behind: instance %s (job %d, %s, created %s)", in.Name, in.JobID, in.State, in.CreatedAt.Format(time.RFC3339Nano))
+	}
+	for _, r := range e.fake.Runners() {
+		t.Logf("left behind: registration %s (id %d, online %t, busy %t, job %d)", r.Name, r.ID, r.Online, r.Busy, r.JobID)
+	}
+	for _, key := range e.keys(scaler.BucketSlots) {
+		runner := e.rawValue(scaler.BucketSlots, key)
+		t.Logf("left behind: slot %s = %s; its runner's record: %s", key, runner, e.rawValue(scaler.BucketRunners, strings.Trim(runner, `"`)))
+	}
+	for _, key := range e.keys(ghbudget.Bucket) {
+		t.Logf("github budget %s: %s", key, e.rawValue(ghbudget.Bucket, key))
+	}
+	t.Fatalf("timed out after %s waiting for nothing to be left behind", d)
+}
+
+// keys lists bucket's keys; nil when there are none or they cannot be read.
+func (e *env) keys(bucket string) []string {
+	kv, err := e.bus.JS.KeyValue(context.Background(), bucket)
+	if err != nil {
+		return nil
+	}
+	keys, _ := kv.Keys(context.Background())
+	return keys
+}
+
+// rawValue is key's value in bucket as stored, or why there is none.
+func (e *env) rawValue(bucket, key string) string {
+	kv, err := e.bus.JS.KeyValue(context.Background(), bucket)
+	if err != nil {
+		return err.Error()
+	}
+	v, err := kv.Get(context.Background(), key)
+	if err != nil {
+		return err.Error()
+	}
+	return string(v.Value())
 }
 
 func (e *env) countKeys(bucket string) int {

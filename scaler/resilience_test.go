@@ -53,7 +53,7 @@ func TestAReplicaCancelledMidProvisionLeavesTheJobToAnotherReplicaAndNothingLeak
 	if _, ok := e.fake.RunnerByName(half); ok {
 		t.Errorf("the cancelled provisioning's registration %s is still on GitHub", half)
 	}
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 10*time.Second)
 }
 
 func TestAReplicaThatLosesNATSMidProvisionIsTakenOverAfterItsDeadline(t *testing.T) {
@@ -138,7 +138,7 @@ func TestJobsAreServedAndNothingLeaksDespiteGitHubAndProvisionerFailures(t *test
 			if peak := e.prov.Peak("small"); peak > 3 {
 				t.Errorf("pool peak %d, want ≤ 3", peak)
 			}
-			waitFor(t, 15*time.Second, "nothing left behind", e.clean)
+			e.waitClean(t, 15*time.Second)
 			if tt.check != nil {
 				tt.check(t, e)
 			}
@@ -178,7 +178,7 @@ func TestScaleDownRacingWithAnAssignmentDoesNotKillTheJob(t *testing.T) {
 	if n := metricSum(t, r2.reg, "ephemera_reconcile_actions_total", map[string]string{"action": "trim_busy"}); n < 1 {
 		t.Errorf("trim_busy actions: %v, want ≥ 1", n)
 	}
-	waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+	e.waitClean(t, 10*time.Second)
 }
 
 func TestLostWebhooksAreRedeliveredSoJobsAreServedAndMinIdleRestored(t *testing.T) {
@@ -258,7 +258,7 @@ func TestJobsQueuedWhileTheWebhookEndpointIsDownAreServedOnceItIsBack(t *testing
 			waitFor(t, 10*time.Second, "every job to get its own runner or be known completed", func() bool {
 				return len(e.jobBoundCreates())+ignored() == len(ids)
 			})
-			waitFor(t, 10*time.Second, "nothing left behind", e.clean)
+			e.waitClean(t, 10*time.Second)
 		})
 	}
 }
