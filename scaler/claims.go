@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ephemera-ci/ephemera/internal/bus"
 )
 
 // claimState is where a job's own runner is.
@@ -152,7 +154,7 @@ func (s claimStore) fence(ctx context.Context, job int64, runner, owner string, 
 		if err == nil {
 			return rev, true, nil
 		}
-		if !isConflict(err) {
+		if !bus.IsConflict(err) {
 			return 0, false, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/jobs"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
@@ -266,7 +267,7 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 			if !c.Found {
 				// For `ephemera status`: the job waits. A claim made
 				// meanwhile (a conflict) says more already.
-				if _, err := s.kv.claims.create(ctx, claim); err != nil && !isConflict(err) {
+				if _, err := s.kv.claims.create(ctx, claim); err != nil && !bus.IsConflict(err) {
 					log := s.jobLog(ev)
 					log.Warn().Err(err).Msg("record job waiting for capacity")
 				}
@@ -280,7 +281,7 @@ func (s *Scaler) onQueued(ctx context.Context, msg jetstream.Msg, delivered uint
 		} else {
 			rev, err = s.kv.claims.create(ctx, claim)
 		}
-		if isConflict(err) {
+		if bus.IsConflict(err) {
 			ticket.release()
 			continue // someone else claimed it just now: look at their claim
 		}
@@ -349,7 +350,7 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		} else {
 			claim.giveBack()
 		}
-		if _, uerr := s.kv.claims.swap(uctx, claim, rev); uerr != nil && !isConflict(uerr) {
+		if _, uerr := s.kv.claims.swap(uctx, claim, rev); uerr != nil && !bus.IsConflict(uerr) {
 			log.Warn().Err(uerr).Msg("release job claim")
 		}
 		if errors.Is(err, errPoolFull) {
@@ -454,7 +455,7 @@ func (s *Scaler) takeOver(ctx context.Context, msg jetstream.Msg, delivered uint
 			s.setRunner(ctx, c.Val.Runner, func(r *runnerRec) bool { return r.adoptStarted(0, s.now()) })
 		}
 		c.Val.provisioned(c.Val.Runner)
-		if _, err := s.kv.claims.swap(ctx, c.Val, c.Rev); err != nil && !isConflict(err) {
+		if _, err := s.kv.claims.swap(ctx, c.Val, c.Rev); err != nil && !bus.IsConflict(err) {
 			return nak(s.backoff(delivered))
 		}
 		log.Info().Msg("job claim adopted: its runner exists")
@@ -526,7 +527,7 @@ func (s *Scaler) onCompleted(ctx context.Context, delivered uint64, ev jobs.Even
 	}
 	if !found {
 		tomb := claimRec{JobID: ev.JobID, Pool: pool.Name, Repo: ev.Repository, State: claimWaiting, ClaimedAt: s.now().UTC(), Completed: true, NoRunner: noRunner, Tombstone: true, CompletedAt: eventTime(ev.CompletedAt, s.now())}
-		if _, err := s.kv.claims.create(ctx, tomb); isConflict(err) {
+		if _, err := s.kv.claims.create(ctx, tomb); bus.IsConflict(err) {
 			return nak(s.cfg.CapacityRetry) // a claim appeared meanwhile: mark it next time
 		} else if err != nil {
 			return nak(s.backoff(delivered))

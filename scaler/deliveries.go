@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
 )
@@ -181,7 +182,7 @@ func (s *Scaler) redeliverFailed(ctx context.Context) {
 	} else {
 		_, err = s.kv.meta.Create(ctx, cursorKey, val)
 	}
-	if err != nil && !isConflict(err) {
+	if err != nil && !bus.IsConflict(err) {
 		s.log.Warn().Err(err).Msg("store delivery cursor")
 	}
 }

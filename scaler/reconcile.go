@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/config"
 	"github.com/ephemera-ci/ephemera/internal/ghbudget"
 	"github.com/ephemera-ci/ephemera/internal/logkey"
@@ -166,7 +167,7 @@ func (s *Scaler) apply(ctx context.Context, w *world, plan []action) {
 		case actClaimProvisioned:
 			cl := a.Claim.Val
 			cl.State = claimProvisioned
-			if _, err := s.kv.claims.swap(ctx, cl, a.Claim.Rev); err != nil && !isConflict(err) {
+			if _, err := s.kv.claims.swap(ctx, cl, a.Claim.Rev); err != nil && !bus.IsConflict(err) {
 				log.Warn().Err(err).Int64(logkey.Job, cl.JobID).Msg("record a dead claimant's runner provisioned")
 			}
 		case actCheckStuck:
@@ -357,7 +358,7 @@ func (s *Scaler) serveStuck(ctx context.Context, a action) {
 	cl.takeOver(runnerName(p.Name), s.cfg.ReplicaID, now, now.Add(s.cfg.ProvisionTimeout))
 	rev, err = s.kv.claims.swap(ctx, cl, rev)
 	if err != nil {
-		if !isConflict(err) {
+		if !bus.IsConflict(err) {
 			log.Warn().Err(err).Msg("claim a stuck job")
 		}
 		return // a replica moved it meanwhile
@@ -384,7 +385,7 @@ func (s *Scaler) swapClaim(ctx context.Context, cl claimRec, rev uint64, log zer
 	_, err := s.kv.claims.swap(ctx, cl, rev)
 	switch {
 	case err == nil:
-	case isConflict(err):
+	case bus.IsConflict(err):
 		log.Debug().Err(err).Msg(what + ": the claim moved meanwhile")
 	default:
 		log.Warn().Err(err).Msg(what)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ephemera-ci/ephemera/internal/bus"
 	"github.com/ephemera-ci/ephemera/internal/config"
 )
 
@@ -170,7 +171,7 @@ func (s *Scaler) claimSlot(ctx context.Context, pool config.Pool, runner string,
 		ticket.release()
 		lost[ticket.n] = true
 		ticket = nil
-		if !isConflict(err) {
+		if !bus.IsConflict(err) {
 			return "", fmt.Errorf("claim slot %s (try %d, %s): %w", key, tries, s.now().Sub(t0).Round(time.Millisecond), err)
 		}
 	}
@@ -194,7 +195,7 @@ func (s *Scaler) fenceSlot(ctx context.Context, key, runner string) (bool, error
 			continue
 		}
 		_, err = s.kv.slots.Update(ctx, key, e.Value(), e.Revision())
-		if isConflict(err) {
+		if bus.IsConflict(err) {
 			continue
 		}
 		if err != nil {
@@ -228,7 +229,7 @@ func (s *Scaler) releaseSlot(ctx context.Context, key, runner string) error {
 // released it (another replica's sweep may have been first).
 func (s *Scaler) releaseGoneSlot(ctx context.Context, key string, sl entry[string]) (bool, error) {
 	err := s.kv.slots.Delete(ctx, key, jetstream.LastRevision(sl.Rev))
-	if isConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+	if bus.IsConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, nil
 	}
 	if err != nil {

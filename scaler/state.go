@@ -185,20 +185,12 @@ func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, f fun
 		if err == nil {
 			return e.Val, true, true, nil
 		}
-		if !isConflict(err) {
+		if !bus.IsConflict(err) {
 			return e.Val, true, false, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
 	}
 	var zero T
 	return zero, true, false, fmt.Errorf("update %s/%s: too much contention", kv.Bucket(), key)
-}
-
-// isConflict reports a failed compare-and-set or create.
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
-		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // loadAll reads every live key of a bucket.
@@ -236,7 +228,7 @@ func deleteRev(ctx context.Context, kv jetstream.KeyValue, key string, rev uint6
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
 	err := kv.Delete(ctx, key, opts...)
-	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err != nil && !bus.IsConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete %s/%s: %w", kv.Bucket(), key, err)
 	}
 	return nil

@@ -130,7 +130,7 @@ func (s *Store) Consume(ctx context.Context, token string) (string, error) {
 		// consumption (then the key is gone when read again) or an
 		// extension (then it is read again, from the leader, and purged).
 		err = s.kv.Purge(ctx, k, jetstream.LastRevision(rev))
-		if isConflict(err) {
+		if bus.IsConflict(err) {
 			fresh = true
 			continue
 		}
@@ -182,7 +182,7 @@ func (s *Store) Extend(ctx context.Context, id, runnerName string) (time.Time, e
 		}
 		// A new revision: the bucket's TTL counts from it again.
 		_, err = s.kv.Update(ctx, id, val, rev)
-		if isConflict(err) {
+		if bus.IsConflict(err) {
 			fresh = true // consumed (then gone when read again) or extended meanwhile
 			continue
 		}
@@ -201,14 +201,6 @@ func (s *Store) TTL() time.Duration { return s.ttl }
 // in hex. It reveals nothing usable (the store holds only IDs), so a
 // runner's record may keep it to extend the runner's token later.
 func ID(token string) string { return key(token) }
-
-// isConflict reports a compare-and-set that lost to another write.
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
-		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
-}
 
 // read returns the record stored under k and its revision, or
 // ErrUnknownToken when there is none.
