@@ -107,6 +107,22 @@ func (c *claimRec) fence(runner, owner string, now time.Time) bool {
 // the job again.
 func (c *claimRec) expire(now time.Time) { c.Deadline = now.UTC() }
 
+// release undoes the claim owner made for runner after its provisioning
+// failed, if the claim is still that: it gives it back, or, after the
+// job's last delivery (last), expires it for the reconciler to serve the
+// job from.
+func (c *claimRec) release(runner, owner string, last bool, now time.Time) bool {
+	if c.Runner != runner || c.Owner != owner || c.State != claimClaimed {
+		return false
+	}
+	if last {
+		c.expire(now)
+	} else {
+		c.giveBack()
+	}
+	return true
+}
+
 // provisioned records that runner, the one the claim names, exists.
 func (c *claimRec) provisioned(runner string) bool {
 	if c.Runner != runner || c.State == claimProvisioned {

@@ -340,17 +340,17 @@ func (s *Scaler) serveClaim(ctx context.Context, msg jetstream.Msg, delivered ui
 		}
 	}
 	if err != nil {
-		// Give the claim back so that the next delivery, anywhere, starts afresh.
+		// Give the claim back so that the next delivery, anywhere, starts
+		// afresh — on top of the claim as it is now: the job's own
+		// in_progress or completed event may have moved it on meanwhile,
+		// and a give-back lost to that write left the job to wait out
+		// the claim's deadline for a takeover.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer cancel()
-		if s.cfg.MaxDeliver > 0 && delivered >= uint64(s.cfg.MaxDeliver) && !errors.Is(err, errPoolFull) {
-			// The last delivery: leave the claim, expired, for the
-			// reconciler to serve the job from.
-			claim.expire(s.now())
-		} else {
-			claim.giveBack()
-		}
-		if _, uerr := s.kv.claims.swap(uctx, claim, rev); uerr != nil && !bus.IsConflict(uerr) {
+		last := s.cfg.MaxDeliver > 0 && delivered >= uint64(s.cfg.MaxDeliver) && !errors.Is(err, errPoolFull)
+		if _, _, uerr := s.kv.claims.apply(uctx, ev.JobID, func(c *claimRec) bool {
+			return c.release(claim.Runner, claim.Owner, last, s.now())
+		}); uerr != nil {
 			log.Warn().Err(uerr).Msg("release job claim")
 		}
 		if errors.Is(err, errPoolFull) {

@@ -16,6 +16,7 @@ import (
 	"github.com/ephemera-ci/ephemera/internal/jobs"
 	"github.com/ephemera-ci/ephemera/internal/waitfor"
 	"github.com/ephemera-ci/ephemera/scaler"
+	"github.com/ephemera-ci/ephemera/scaler/scalertest"
 )
 
 // Late, replayed and foreign deliveries, fed straight into the job stream
@@ -65,8 +66,8 @@ func (e *env) handled(seq uint64) func() bool {
 
 // claim reads job id's raw claim record; ok is false when there is none.
 func (e *env) claim(id int64) (c struct {
-	State               string
-	Completed, NoRunner bool
+	State                        string
+	Started, Completed, NoRunner bool
 }, ok bool) {
 	kv, err := e.bus.JS.KeyValue(context.Background(), scaler.BucketJobs)
 	if err != nil {
@@ -178,6 +179,45 @@ func TestACompletionHandledMidProvisioningIsKeptOnTheClaim(t *testing.T) {
 	if !ok || !c.Completed || c.State != "provisioned" {
 		t.Errorf("claim %+v (found %v), want provisioned and still completed", c, ok)
 	}
+}
+
+// A provisioning that fails after the job's own in_progress event moved
+// its claim on (the job took another runner meanwhile) still gives the
+// claim back. Written at the revision read before, the give-back lost to
+// the event's write, and the job's runner waited for the claim's deadline
+// and a takeover.
+func TestAClaimWhoseProvisioningFailedIsGivenBackAfterTheJobsOwnEventMovedIt(t *testing.T) {
+	p := pool("small", 0, 5)
+	e := newEnv(t, p)
+	const job = 464646
+	var once sync.Once
+	seen := make(chan error, 1)
+	e.prov.Fail = func(scaler.InstanceSpec) error {
+		failed := false
+		once.Do(func() {
+			e.publish(jobs.Event{Action: jobs.InProgress, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl"})
+			seen <- waitfor.Within(5*time.Second, func() bool {
+				c, ok := e.claim(job)
+				return ok && c.Started
+			})
+			failed = true
+		})
+		if failed {
+			return scalertest.ErrInjected
+		}
+		return nil
+	}
+	// The failed job asks again only a minute later: its claim stays as
+	// the failure left it.
+	e.start(e.config(func(c *scaler.Config) { c.CapacityRetry = time.Minute }))
+	e.publish(jobs.Event{Action: jobs.Queued, JobID: job, Pool: "small", Repository: "acme/app"})
+	if err := <-seen; err != nil {
+		t.Fatalf("the in_progress event, handled while the runner was provisioned: %v", err)
+	}
+	waitfor.True(t, 5*time.Second, "the claim given back, still started", func() bool {
+		c, ok := e.claim(job)
+		return ok && c.State == "waiting" && c.Started
+	})
 }
 
 // A captured, signed queued body replayed under a fresh delivery id after
