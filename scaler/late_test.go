@@ -64,6 +64,23 @@ func (e *env) handled(seq uint64) func() bool {
 	}
 }
 
+// eventOnce returns a func that, the first time it is called, publishes
+// ev and waits up to 5 s for shown (the job's claim showing the event),
+// sending the wait's outcome on the channel; it reports whether that call
+// was the first. Tests call it from inside a provisioning.
+func (e *env) eventOnce(ev jobs.Event, shown func() bool) (func() bool, <-chan error) {
+	var once sync.Once
+	seen := make(chan error, 1)
+	return func() (first bool) {
+		once.Do(func() {
+			e.publish(ev)
+			seen <- waitfor.Within(5*time.Second, shown)
+			first = true
+		})
+		return first
+	}, seen
+}
+
 // claim reads job id's raw claim record; ok is false when there is none.
 func (e *env) claim(id int64) (c struct {
 	State                        string
@@ -158,17 +175,9 @@ func TestACompletionHandledMidProvisioningIsKeptOnTheClaim(t *testing.T) {
 	p := pool("small", 0, 5)
 	e := newEnv(t, p)
 	const job = 454545
-	var once sync.Once
-	seen := make(chan error, 1)
-	e.tokens.OnMint = func(string) {
-		once.Do(func() {
-			e.publish(jobs.Event{Action: jobs.Completed, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl", Conclusion: "success"})
-			seen <- waitfor.Within(5*time.Second, func() bool {
-				c, ok := e.claim(job)
-				return ok && c.Completed
-			})
-		})
-	}
+	mid, seen := e.eventOnce(jobs.Event{Action: jobs.Completed, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl", Conclusion: "success"},
+		func() bool { c, ok := e.claim(job); return ok && c.Completed })
+	e.tokens.OnMint = func(string) { mid() }
 	e.start(e.config())
 	seq := e.publish(jobs.Event{Action: jobs.Queued, JobID: job, Pool: "small", Repository: "acme/app"})
 	waitfor.True(t, 10*time.Second, "the queued event to be handled", e.handled(seq))
@@ -190,19 +199,10 @@ func TestAClaimWhoseProvisioningFailedIsGivenBackAfterTheJobsOwnEventMovedIt(t *
 	p := pool("small", 0, 5)
 	e := newEnv(t, p)
 	const job = 464646
-	var once sync.Once
-	seen := make(chan error, 1)
+	mid, seen := e.eventOnce(jobs.Event{Action: jobs.InProgress, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl"},
+		func() bool { c, ok := e.claim(job); return ok && c.Started })
 	e.prov.Fail = func(scaler.InstanceSpec) error {
-		failed := false
-		once.Do(func() {
-			e.publish(jobs.Event{Action: jobs.InProgress, JobID: job, Pool: "small", Repository: "acme/app", RunnerName: "eph-small-ranonidl"})
-			seen <- waitfor.Within(5*time.Second, func() bool {
-				c, ok := e.claim(job)
-				return ok && c.Started
-			})
-			failed = true
-		})
-		if failed {
+		if mid() {
 			return scalertest.ErrInjected
 		}
 		return nil
