@@ -176,21 +176,31 @@ func (b *Budget) take(r *record, w want, now time.Time) {
 	r.prune(now, b.slice(now), b.cfg.Slices+1)
 }
 
+// lease moves this process's count of requests in flight in r by d and
+// renews its lease; a lease with nothing in flight is dropped.
 func (b *Budget) lease(r *record, now time.Time, d int) {
-	if r.InFlight == nil {
-		r.InFlight = map[string]lease{}
-	}
-	l := r.InFlight[b.cfg.Replica]
-	if !now.Before(l.Until) {
-		l.N = 0 // a lease of ours that ran out: our restart
-	}
+	l := b.ownLease(r, now)
 	l.N = max(0, l.N+d)
-	l.Until = now.Add(b.cfg.LeaseTTL)
 	if l.N == 0 {
 		delete(r.InFlight, b.cfg.Replica)
 		return
 	}
 	r.InFlight[b.cfg.Replica] = l
+}
+
+// ownLease is this process's lease in r, renewed until now+LeaseTTL; a
+// lease of ours that had run out (our restart) starts again with nothing
+// in flight. The caller stores it back.
+func (b *Budget) ownLease(r *record, now time.Time) lease {
+	if r.InFlight == nil {
+		r.InFlight = map[string]lease{}
+	}
+	l := r.InFlight[b.cfg.Replica]
+	if !now.Before(l.Until) {
+		l.N = 0
+	}
+	l.Until = now.Add(b.cfg.LeaseTTL)
+	return l
 }
 
 // prune drops what no longer counts: dead leases, waits over, windows

@@ -31,14 +31,7 @@ const settleTimeout = 2 * kvOpTimeout
 // mark stamps r with a new mark of this process's write, on its lease
 // (one with no place in flight is kept until it runs out), and returns it.
 func (b *Budget) mark(r *record, now time.Time) uint64 {
-	if r.InFlight == nil {
-		r.InFlight = map[string]lease{}
-	}
-	l := r.InFlight[b.cfg.Replica]
-	if !now.Before(l.Until) {
-		l.N = 0 // a lease of ours that ran out: our restart
-	}
-	l.Until = now.Add(b.cfg.LeaseTTL)
+	l := b.ownLease(r, now)
 	l.Write = mrand.Uint64() | 1
 	r.InFlight[b.cfg.Replica] = l
 	return l.Write
